@@ -1,0 +1,553 @@
+//! The C ABI: `wcpt_*` functions over one process-wide [`Table`].
+//!
+//! Every export is a thin layer: it finds (or lazily creates) the global
+//! table, calls the Rust core, and turns the result into a status or a
+//! documented sentinel. Each body runs inside [`boundary`], so a panic (a bug
+//! in wcpt) becomes `WCPT_ERR_INTERNAL` or the sentinel instead of unwinding
+//! into C.
+#![allow(non_camel_case_types)]
+
+use crate::handle::{self, Error};
+use crate::protect;
+use crate::sync::{Mutex, Ordering::*};
+use crate::table::Table;
+use std::cell::Cell;
+use std::ffi::c_char;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicPtr;
+use std::sync::Once;
+
+/// A handle to a table entry: the entry index in the low 24 bits
+/// (`WCPT_INDEX_MASK`) and a generation in the high 8 bits.
+pub type wcpt_handle = u32;
+
+/// Bits of a handle that hold the entry index.
+pub const WCPT_INDEX_BITS: u32 = 24;
+/// Mask giving the entry index of a handle; every masked value is inside the
+/// reserved table, so generated code needs no bounds check.
+pub const WCPT_INDEX_MASK: u32 = 0x00FF_FFFF;
+/// The handle no allocation ever returns: the failure value of `wcpt_alloc`
+/// and `wcpt_native_handle`. Masked, it reaches entry 0xFFFFFF, which is
+/// never allocated.
+pub const WCPT_INVALID_HANDLE: wcpt_handle = 0xFFFF_FFFF;
+/// The null handle (index 0, never allocated).
+pub const WCPT_NULL_HANDLE: wcpt_handle = 0;
+/// Size in bytes of one table entry.
+pub const WCPT_ENTRY_SIZE: usize = 16;
+/// Offset in an entry of the entrypoint (an atomic 64-bit word).
+pub const WCPT_ENTRYPOINT_OFFSET: usize = 0;
+/// Offset in an entry of the 64-bit signature hash.
+pub const WCPT_SIGNATURE_OFFSET: usize = 8;
+/// Entries per segment, the unit in which memory is committed and released.
+pub const WCPT_ENTRIES_PER_SEGMENT: usize = 4096;
+/// Entries that can be allocated: 2^24 minus the null entry and entry 0xFFFFFF.
+pub const WCPT_CAPACITY: usize = 16_777_214;
+/// The signature stored with every native handle (see `wcpt_native_handle`).
+pub const WCPT_NATIVE_SIGNATURE: u64 = 0xFFFF_FFFF_FFFF_FFFF;
+/// Most code regions that can be registered at once.
+pub const WCPT_MAX_CODE_REGIONS: usize = 1024;
+/// Major version (the ABI changes only with it).
+pub const WCPT_VERSION_MAJOR: u32 = 0;
+/// Minor version.
+pub const WCPT_VERSION_MINOR: u32 = 1;
+/// Patch version.
+pub const WCPT_VERSION_PATCH: u32 = 0;
+
+const _: () = {
+    assert!(WCPT_INDEX_BITS == handle::INDEX_BITS);
+    assert!(WCPT_INDEX_MASK == handle::INDEX_MASK);
+    assert!(WCPT_INVALID_HANDLE == handle::INVALID_HANDLE);
+    assert!(WCPT_ENTRY_SIZE == handle::ENTRY_SIZE);
+    assert!(WCPT_ENTRIES_PER_SEGMENT == handle::ENTRIES_PER_SEGMENT as usize);
+    assert!(WCPT_CAPACITY == handle::CAPACITY);
+    assert!(WCPT_NATIVE_SIGNATURE == handle::NATIVE_SIGNATURE);
+    assert!(WCPT_MAX_CODE_REGIONS == crate::regions::MAX_REGIONS);
+    assert!(std::mem::size_of::<crate::memory::Entry>() == WCPT_ENTRY_SIZE);
+    assert!(std::mem::offset_of!(crate::memory::Entry, entrypoint) == WCPT_ENTRYPOINT_OFFSET);
+    assert!(std::mem::offset_of!(crate::memory::Entry, signature) == WCPT_SIGNATURE_OFFSET);
+};
+
+/// The result of an operation.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum wcpt_status {
+    /// Success.
+    WCPT_OK = 0,
+    /// Handle 0, `WCPT_INVALID_HANDLE`, out of range or never allocated; for
+    /// `wcpt_set`, also a handle that is no longer live.
+    WCPT_ERR_INVALID_HANDLE = 1,
+    /// Freeing a handle whose generation has already ended (freed before,
+    /// whether or not its entry was reused since).
+    WCPT_ERR_DOUBLE_FREE = 2,
+    /// Freeing or setting a native handle.
+    WCPT_ERR_NATIVE_HANDLE = 3,
+    /// An entrypoint or address that is not a canonical user-space address
+    /// (any of bits 63..47 set), a zero native address, a null pointer, or a
+    /// malformed code region.
+    WCPT_ERR_INVALID_ARGUMENT = 4,
+    /// The table is full (or, for code regions, too many are registered).
+    WCPT_ERR_CAPACITY = 5,
+    /// The OS refused memory.
+    WCPT_ERR_OUT_OF_MEMORY = 6,
+    /// Code regions are registered and the entrypoint lies in none of them.
+    WCPT_ERR_NOT_CODE = 7,
+    /// Memory protection could not be applied.
+    WCPT_ERR_PROTECTION = 8,
+    /// An internal error in wcpt was caught; nothing was changed.
+    WCPT_ERR_INTERNAL = 9,
+}
+
+impl From<Error> for wcpt_status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidHandle => wcpt_status::WCPT_ERR_INVALID_HANDLE,
+            Error::DoubleFree => wcpt_status::WCPT_ERR_DOUBLE_FREE,
+            Error::NativeHandle => wcpt_status::WCPT_ERR_NATIVE_HANDLE,
+            Error::InvalidArgument => wcpt_status::WCPT_ERR_INVALID_ARGUMENT,
+            Error::Capacity => wcpt_status::WCPT_ERR_CAPACITY,
+            Error::OutOfMemory => wcpt_status::WCPT_ERR_OUT_OF_MEMORY,
+            Error::NotCode => wcpt_status::WCPT_ERR_NOT_CODE,
+            Error::Protection => wcpt_status::WCPT_ERR_PROTECTION,
+            Error::Internal => wcpt_status::WCPT_ERR_INTERNAL,
+        }
+    }
+}
+
+fn status(r: Result<(), Error>) -> wcpt_status {
+    match r {
+        Ok(()) => wcpt_status::WCPT_OK,
+        Err(e) => e.into(),
+    }
+}
+
+/// A status passed in from C: any 32-bit value, so that an out-of-range one
+/// is not undefined behaviour on the Rust side. The header calls it
+/// `wcpt_status` (cbindgen renames it and drops this definition).
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+pub struct WcptStatusArg(u32);
+
+/// The write protection in force.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum wcpt_protection {
+    /// Unprotected: no pkeys (CPU, kernel, valgrind) or `WCPT_PROTECT=off`.
+    WCPT_PROTECTION_NONE = 0,
+    /// The table is write-protected with a memory protection key.
+    WCPT_PROTECTION_PKEYS = 1,
+}
+
+/// Counters of the table, filled in by `wcpt_stats`. A snapshot: exact when
+/// no other thread is using the table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct wcpt_stats_t {
+    /// Entries that can ever be allocated (`WCPT_CAPACITY`).
+    pub capacity: libc::size_t,
+    /// Segments whose entry memory is committed.
+    pub committed_segments: libc::size_t,
+    /// Bytes of entry memory committed (64 KiB per segment).
+    pub committed_bytes: libc::size_t,
+    /// Entries allocated with `wcpt_alloc` and not freed.
+    pub live: libc::size_t,
+    /// Free entries in committed segments.
+    pub free: libc::size_t,
+    /// Native handles (live until teardown; not counted in `live`).
+    pub native: libc::size_t,
+}
+
+static GLOBAL: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
+static LIFECYCLE: std::sync::LazyLock<Mutex<()>> = std::sync::LazyLock::new(|| Mutex::new(()));
+static ATFORK: Once = Once::new();
+
+thread_local! {
+    static LAST_ERROR: Cell<u32> = const { Cell::new(0) };
+}
+
+fn set_last_error(e: Error) {
+    let _ = LAST_ERROR.try_with(|c| c.set(e as u32));
+}
+
+/// The process-wide table, created on first use.
+#[inline]
+fn table() -> Result<&'static Table, Error> {
+    let p = GLOBAL.load(Acquire);
+    if !p.is_null() {
+        // SAFETY: a non-null GLOBAL points to a leaked Box<Table> that lives
+        // until wcpt_teardown, which callers must not run concurrently.
+        return Ok(unsafe { &*p });
+    }
+    init_slow()
+}
+
+#[cold]
+fn init_slow() -> Result<&'static Table, Error> {
+    ATFORK.call_once(|| {
+        // SAFETY: the handlers are plain functions that stay valid for the
+        // life of the process (the library is never unloaded while in use).
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    });
+    let _g = LIFECYCLE.lock();
+    let p = GLOBAL.load(Acquire);
+    if !p.is_null() {
+        // SAFETY: as in `table`.
+        return Ok(unsafe { &*p });
+    }
+    let t = Box::into_raw(Box::new(Table::new()?));
+    // Release: the table is fully built before any thread can see it.
+    GLOBAL.store(t, Release);
+    // SAFETY: just created and published; freed only by wcpt_teardown.
+    Ok(unsafe { &*t })
+}
+
+extern "C" fn fork_prepare() {
+    LIFECYCLE.lock_forever();
+    let p = GLOBAL.load(Acquire);
+    if !p.is_null() {
+        // SAFETY: the table cannot be torn down: we hold LIFECYCLE.
+        unsafe { &*p }.lock_for_fork();
+    }
+}
+
+fn fork_release() {
+    let p = GLOBAL.load(Acquire);
+    if !p.is_null() {
+        // SAFETY: fork_prepare locked this table's locks and LIFECYCLE; the
+        // parent and the child each release their own copy once.
+        unsafe { (*p).unlock_after_fork() };
+    }
+    // SAFETY: taken by fork_prepare, released once per process.
+    unsafe { LIFECYCLE.unlock_forever() };
+}
+
+extern "C" fn fork_parent() {
+    fork_release();
+}
+
+extern "C" fn fork_child() {
+    fork_release();
+}
+
+/// Runs `f`, turning a panic into `on_panic`: no unwind crosses the ABI.
+#[inline(always)]
+fn boundary<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(on_panic)
+}
+
+/// Creates the process-wide table if it does not exist yet. Idempotent; any
+/// other call does the same lazily.
+///
+/// Returns `WCPT_OK`, or `WCPT_ERR_OUT_OF_MEMORY` if the address space for the
+/// table (256 MiB of entries, 32 MiB of metadata, reserved, not committed)
+/// cannot be reserved.
+#[no_mangle]
+pub extern "C" fn wcpt_init() -> wcpt_status {
+    boundary(wcpt_status::WCPT_ERR_INTERNAL, || status(table().map(|_| ())))
+}
+
+/// Releases the table's memory and every native handle. A later call creates
+/// a fresh table; handles from before must not be used again (they do not
+/// name the new table's entries, except by an 8-bit generation collision).
+///
+/// Not thread-safe: no other thread may use wcpt during teardown, and
+/// pointers from `wcpt_table_base` dangle afterwards.
+#[no_mangle]
+pub extern "C" fn wcpt_teardown() {
+    boundary((), || {
+        let _g = LIFECYCLE.lock();
+        let p = GLOBAL.swap(std::ptr::null_mut(), AcqRel);
+        if !p.is_null() {
+            // SAFETY: `p` came from Box::into_raw in init_slow and is no
+            // longer reachable through GLOBAL; the caller guarantees no
+            // concurrent use.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    })
+}
+
+/// Allocates an entry holding `entrypoint` and `signature`.
+///
+/// Returns its handle, or `WCPT_INVALID_HANDLE` on failure; then
+/// `wcpt_last_error()` says why: `WCPT_ERR_INVALID_ARGUMENT` (non-canonical
+/// entrypoint), `WCPT_ERR_NOT_CODE`, `WCPT_ERR_CAPACITY`,
+/// `WCPT_ERR_OUT_OF_MEMORY`. Entrypoint 0 is accepted (an entry reserved
+/// before its code exists). Thread-safe and lock-free except when a new
+/// segment must be committed.
+#[no_mangle]
+pub extern "C" fn wcpt_alloc(entrypoint: usize, signature: u64) -> wcpt_handle {
+    boundary(WCPT_INVALID_HANDLE, || {
+        match table().and_then(|t| t.alloc(entrypoint as u64, signature)) {
+            Ok(h) => h,
+            Err(e) => {
+                set_last_error(e);
+                WCPT_INVALID_HANDLE
+            }
+        }
+    })
+}
+
+/// Frees an entry allocated with `wcpt_alloc`; its handle never answers again
+/// (until its 8-bit generation wraps after 256 frees of the same entry).
+///
+/// Returns `WCPT_OK`, `WCPT_ERR_INVALID_HANDLE`, `WCPT_ERR_DOUBLE_FREE` or
+/// `WCPT_ERR_NATIVE_HANDLE`; a refused call changes nothing. Of two threads
+/// freeing one handle at once, exactly one gets `WCPT_OK`. Lock-free.
+#[no_mangle]
+pub extern "C" fn wcpt_free(handle: wcpt_handle) -> wcpt_status {
+    boundary(wcpt_status::WCPT_ERR_INTERNAL, || status(table().and_then(|t| t.free(handle))))
+}
+
+/// The entrypoint of a live handle (including native handles), or 0 for a
+/// free, stale, null, invalid or never-allocated one. Never faults, whatever
+/// the value of `handle`. Lock-free, wait-free, async-signal-safe once the
+/// table exists.
+#[no_mangle]
+pub extern "C" fn wcpt_get(handle: wcpt_handle) -> usize {
+    boundary(0, || table().map_or(0, |t| t.get(handle)) as usize)
+}
+
+/// Like `wcpt_get`, and 0 also when the entry's signature is not `signature`.
+#[no_mangle]
+pub extern "C" fn wcpt_get_checked(handle: wcpt_handle, signature: u64) -> usize {
+    boundary(0, || table().map_or(0, |t| t.get_checked(handle, signature)) as usize)
+}
+
+/// Replaces the entrypoint of a live handle (tier-up); the signature is kept.
+///
+/// Returns `WCPT_OK`, `WCPT_ERR_INVALID_HANDLE` (also for a freed or stale
+/// handle), `WCPT_ERR_NATIVE_HANDLE`, `WCPT_ERR_INVALID_ARGUMENT` or
+/// `WCPT_ERR_NOT_CODE`.
+#[no_mangle]
+pub extern "C" fn wcpt_set(handle: wcpt_handle, entrypoint: usize) -> wcpt_status {
+    boundary(wcpt_status::WCPT_ERR_INTERNAL, || {
+        status(table().and_then(|t| t.set(handle, entrypoint as u64)))
+    })
+}
+
+/// Sets `count` handles at once, inside one write window: for engines that
+/// patch many entries together. Every handle and entrypoint is checked first;
+/// if one is refused, its status is returned and nothing is written.
+/// `handles` and `entrypoints` may be NULL only when `count` is 0.
+///
+/// # Safety
+/// `handles` and `entrypoints` must each point to `count` readable elements.
+#[no_mangle]
+pub unsafe extern "C" fn wcpt_set_many(
+    handles: *const wcpt_handle,
+    entrypoints: *const usize,
+    count: libc::size_t,
+) -> wcpt_status {
+    boundary(wcpt_status::WCPT_ERR_INTERNAL, || {
+        if count == 0 {
+            return wcpt_status::WCPT_OK;
+        }
+        if handles.is_null() || entrypoints.is_null() {
+            return wcpt_status::WCPT_ERR_INVALID_ARGUMENT;
+        }
+        // SAFETY: non-null, and the caller guarantees `count` elements each.
+        let (hs, es) = unsafe {
+            (std::slice::from_raw_parts(handles, count), std::slice::from_raw_parts(entrypoints, count))
+        };
+        let es: Vec<u64> = es.iter().map(|&e| e as u64).collect();
+        status(table().and_then(|t| t.set_many(hs, &es)))
+    })
+}
+
+/// The handle of the native (host) function at `address`: the same handle
+/// for the same address every time, from any thread. It holds `address` with
+/// signature `WCPT_NATIVE_SIGNATURE`, lives until `wcpt_teardown`, and cannot
+/// be freed or set. Lookups of known addresses take no lock.
+///
+/// Returns `WCPT_INVALID_HANDLE` on failure; then `wcpt_last_error()` says
+/// why: `WCPT_ERR_INVALID_ARGUMENT` (0 or non-canonical), `WCPT_ERR_CAPACITY`
+/// or `WCPT_ERR_OUT_OF_MEMORY`. Code regions are not checked.
+#[no_mangle]
+pub extern "C" fn wcpt_native_handle(address: usize) -> wcpt_handle {
+    boundary(WCPT_INVALID_HANDLE, || {
+        match table().and_then(|t| t.native_handle(address as u64)) {
+            Ok(h) => h,
+            Err(e) => {
+                set_last_error(e);
+                WCPT_INVALID_HANDLE
+            }
+        }
+    })
+}
+
+/// Gives every segment whose entries are all free back to the OS, if at
+/// least `threshold` entries are free (a threshold below
+/// `WCPT_ENTRIES_PER_SEGMENT` counts as `WCPT_ENTRIES_PER_SEGMENT`).
+/// Returns the number of segments released.
+///
+/// Safe concurrently with every other call: allocators keep using the other
+/// segments meanwhile, and a reader of a released segment sees it empty.
+/// Costs O(committed segments); allocates nothing.
+#[no_mangle]
+pub extern "C" fn wcpt_sweep(threshold: libc::size_t) -> libc::size_t {
+    boundary(0, || table().map_or(0, |t| t.sweep(threshold)))
+}
+
+/// Fills `*out` with the table's counters. Returns `WCPT_OK`, or
+/// `WCPT_ERR_INVALID_ARGUMENT` if `out` is NULL.
+///
+/// # Safety
+/// `out` must be NULL or point to writable memory for one `wcpt_stats_t`.
+#[no_mangle]
+pub unsafe extern "C" fn wcpt_stats(out: *mut wcpt_stats_t) -> wcpt_status {
+    boundary(wcpt_status::WCPT_ERR_INTERNAL, || {
+        if out.is_null() {
+            return wcpt_status::WCPT_ERR_INVALID_ARGUMENT;
+        }
+        match table() {
+            Ok(t) => {
+                let s = t.stats();
+                let c = wcpt_stats_t {
+                    capacity: s.capacity,
+                    committed_segments: s.committed_segments,
+                    committed_bytes: s.committed_bytes,
+                    live: s.live,
+                    free: s.free,
+                    native: s.native,
+                };
+                // SAFETY: non-null, and the caller guarantees it is writable.
+                unsafe { out.write(c) };
+                wcpt_status::WCPT_OK
+            }
+            Err(e) => e.into(),
+        }
+    })
+}
+
+/// The address of entry 0, for generated code: a handle's entry is at
+/// `base + (handle & WCPT_INDEX_MASK) * WCPT_ENTRY_SIZE`, its entrypoint at
+/// offset `WCPT_ENTRYPOINT_OFFSET` and signature at `WCPT_SIGNATURE_OFFSET`.
+/// All 2^24 entries are readable (never-used ones read as zero). Valid until
+/// `wcpt_teardown`; NULL if the table cannot be created.
+#[no_mangle]
+pub extern "C" fn wcpt_table_base() -> *const libc::c_void {
+    boundary(std::ptr::null(), || table().map_or(std::ptr::null(), |t| t.base().cast()))
+}
+
+/// A static, human-readable description of `status` ("unknown status" for a
+/// value that is not a `wcpt_status`). Never NULL.
+#[no_mangle]
+pub extern "C" fn wcpt_status_str(status: WcptStatusArg) -> *const c_char {
+    let s: &'static [u8] = match status.0 {
+        0 => b"ok\0",
+        1 => b"invalid handle\0",
+        2 => b"double free: the handle's generation has already ended\0",
+        3 => b"native handles cannot be freed or set\0",
+        4 => b"invalid argument\0",
+        5 => b"capacity exhausted\0",
+        6 => b"out of memory\0",
+        7 => b"entrypoint is not in a registered code region\0",
+        8 => b"memory protection failed\0",
+        9 => b"internal error\0",
+        _ => b"unknown status\0",
+    };
+    s.as_ptr().cast()
+}
+
+/// Why this thread's last failed `wcpt_alloc` or `wcpt_native_handle` failed
+/// (`WCPT_OK` if none has failed on this thread). Successful calls leave it
+/// unchanged, as with `errno`.
+#[no_mangle]
+pub extern "C" fn wcpt_last_error() -> wcpt_status {
+    boundary(wcpt_status::WCPT_ERR_INTERNAL, || {
+        // SAFETY of the conversion: only values of Error are ever stored.
+        match LAST_ERROR.try_with(|c| c.get()).unwrap_or(0) {
+            1 => wcpt_status::WCPT_ERR_INVALID_HANDLE,
+            2 => wcpt_status::WCPT_ERR_DOUBLE_FREE,
+            3 => wcpt_status::WCPT_ERR_NATIVE_HANDLE,
+            4 => wcpt_status::WCPT_ERR_INVALID_ARGUMENT,
+            5 => wcpt_status::WCPT_ERR_CAPACITY,
+            6 => wcpt_status::WCPT_ERR_OUT_OF_MEMORY,
+            7 => wcpt_status::WCPT_ERR_NOT_CODE,
+            8 => wcpt_status::WCPT_ERR_PROTECTION,
+            9 => wcpt_status::WCPT_ERR_INTERNAL,
+            _ => wcpt_status::WCPT_OK,
+        }
+    })
+}
+
+/// The write protection in force for the table.
+#[no_mangle]
+pub extern "C" fn wcpt_protection_mode() -> wcpt_protection {
+    boundary(wcpt_protection::WCPT_PROTECTION_NONE, || match protect::mode() {
+        protect::Mode::Pkeys => wcpt_protection::WCPT_PROTECTION_PKEYS,
+        protect::Mode::None => wcpt_protection::WCPT_PROTECTION_NONE,
+    })
+}
+
+/// Gives the calling thread read access to the table for direct reads through
+/// `wcpt_table_base()`. Needed only by threads that existed before the
+/// library was loaded; library calls never need it. Returns `WCPT_OK`.
+#[no_mangle]
+pub extern "C" fn wcpt_thread_attach() -> wcpt_status {
+    boundary(wcpt_status::WCPT_ERR_INTERNAL, || {
+        protect::init();
+        protect::ensure_read();
+        wcpt_status::WCPT_OK
+    })
+}
+
+/// Gives the current signal handler read access to the table (Linux starts
+/// handlers with no access to protection keys). Call it first in a handler
+/// whose code reads the table directly. Async-signal-safe.
+#[no_mangle]
+pub extern "C" fn wcpt_signal_enter() {
+    protect::ensure_read();
+}
+
+/// Registers `[start, start + len)` as executable code. While any region is
+/// registered, `wcpt_alloc` and `wcpt_set` refuse entrypoints outside all of
+/// them with `WCPT_ERR_NOT_CODE` (0 and native handles are exempt).
+///
+/// Returns `WCPT_OK`, `WCPT_ERR_INVALID_ARGUMENT` (empty, non-canonical,
+/// wrapping, or overlapping a registered region) or `WCPT_ERR_CAPACITY`
+/// (`WCPT_MAX_CODE_REGIONS` registered).
+#[no_mangle]
+pub extern "C" fn wcpt_code_region_add(start: usize, len: libc::size_t) -> wcpt_status {
+    boundary(wcpt_status::WCPT_ERR_INTERNAL, || {
+        status(table().and_then(|t| t.code_region_add(start as u64, len as u64)))
+    })
+}
+
+/// Unregisters a region registered with exactly these bounds. Returns
+/// `WCPT_OK` or `WCPT_ERR_INVALID_ARGUMENT` (no such region).
+#[no_mangle]
+pub extern "C" fn wcpt_code_region_remove(start: usize, len: libc::size_t) -> wcpt_status {
+    boundary(wcpt_status::WCPT_ERR_INTERNAL, || {
+        status(table().and_then(|t| t.code_region_remove(start as u64, len as u64)))
+    })
+}
+
+/// The library's version, "MAJOR.MINOR.PATCH" (static, never NULL).
+#[no_mangle]
+pub extern "C" fn wcpt_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_constants_match_cargo() {
+        assert_eq!(WCPT_VERSION_MAJOR.to_string(), env!("CARGO_PKG_VERSION_MAJOR"));
+        assert_eq!(WCPT_VERSION_MINOR.to_string(), env!("CARGO_PKG_VERSION_MINOR"));
+        assert_eq!(WCPT_VERSION_PATCH.to_string(), env!("CARGO_PKG_VERSION_PATCH"));
+    }
+
+    #[test]
+    fn status_strings_cover_every_status() {
+        for s in 0..=9u32 {
+            // SAFETY: wcpt_status_str returns a static NUL-terminated string.
+            let text = unsafe { std::ffi::CStr::from_ptr(wcpt_status_str(WcptStatusArg(s))) };
+            assert_ne!(text.to_bytes(), b"unknown status");
+        }
+        // SAFETY: as above.
+        let text = unsafe { std::ffi::CStr::from_ptr(wcpt_status_str(WcptStatusArg(77))) };
+        assert_eq!(text.to_bytes(), b"unknown status");
+    }
+}

@@ -1,0 +1,202 @@
+//! Per-segment freelists: a tagged Treiber stack for every segment.
+//!
+//! Each segment's head is one 64-bit word:
+//!
+//! | bits   | field  | meaning                                              |
+//! |--------|--------|------------------------------------------------------|
+//! | 0..13  | top    | local index + 1 of the first free entry, 0 if none   |
+//! | 13..26 | free   | free entries in the segment                          |
+//! | 26     | closed | not committed: nothing can be taken or given back    |
+//! | 27..64 | tag    | bumped by every change (37 bits: ABA-safe in practice)|
+//!
+//! The link to the next free entry lives in the free entry's entrypoint word
+//! (`FREE_TAG | next_top`), written while the entry is being freed. Popping
+//! reads the link of the top entry and swings the head with one CAS; if the
+//! entry was taken, reused or its segment released meanwhile, the tag has
+//! changed and the CAS fails. Nobody ever waits for anybody: there is no
+//! marker to spin on.
+//!
+//! Because the free count sits in the same word as the top, a sweep can close
+//! a segment exactly when all of its entries are free, with one CAS, while
+//! allocators keep taking entries from every other segment.
+
+use crate::handle::{ENTRIES_PER_SEGMENT, FREE_TAG, FREE_TAG_MASK, LAST_INDEX, SEGMENTS, SEGMENT_SHIFT};
+use crate::memory::Memory;
+use crate::sync::{AtomicU64, CachePadded, Ordering::*};
+
+const FIELD_BITS: u32 = 13;
+const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
+const FREE_SHIFT: u32 = FIELD_BITS;
+const CLOSED: u64 = 1 << (2 * FIELD_BITS);
+const TAG_SHIFT: u32 = 2 * FIELD_BITS + 1;
+const TAG_ONE: u64 = 1 << TAG_SHIFT;
+
+const _: () = assert!(ENTRIES_PER_SEGMENT as u64 <= FIELD_MASK);
+
+/// A decoded segment head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Head(u64);
+
+impl Head {
+    #[inline]
+    pub(crate) fn top(self) -> u32 {
+        (self.0 & FIELD_MASK) as u32
+    }
+    #[inline]
+    pub(crate) fn free(self) -> u32 {
+        ((self.0 >> FREE_SHIFT) & FIELD_MASK) as u32
+    }
+    #[inline]
+    pub(crate) fn closed(self) -> bool {
+        self.0 & CLOSED != 0
+    }
+    /// The same tag advanced, with new fields.
+    #[inline]
+    fn next(self, top: u32, free: u32, closed: bool) -> Head {
+        let tag = (self.0 & !((TAG_ONE) - 1)).wrapping_add(TAG_ONE);
+        Head(tag | u64::from(top) | (u64::from(free) << FREE_SHIFT) | if closed { CLOSED } else { 0 })
+    }
+}
+
+/// Number of entries of `segment` that can ever be allocated: index 0 and the
+/// last index are never handed out.
+#[inline]
+pub(crate) fn segment_capacity(segment: u32) -> u32 {
+    let mut cap = ENTRIES_PER_SEGMENT;
+    if segment == 0 {
+        cap -= 1;
+    }
+    if segment == SEGMENTS - 1 {
+        cap -= 1;
+    }
+    cap
+}
+
+#[inline]
+fn first_local(segment: u32) -> u32 {
+    u32::from(segment == 0)
+}
+
+#[inline]
+fn link(top: u32) -> u64 {
+    FREE_TAG | u64::from(top)
+}
+
+/// Decodes a free entry's link, or `None` if the word is not a free link.
+#[inline]
+fn unlink(word: u64) -> Option<u32> {
+    (word & FREE_TAG_MASK == FREE_TAG).then_some((word & FIELD_MASK) as u32)
+}
+
+/// The heads of all segments.
+pub(crate) struct Freelists {
+    heads: Box<[CachePadded<AtomicU64>]>,
+}
+
+/// What a pop found when it took nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Empty {
+    /// The segment is open but has no free entry.
+    Exhausted,
+    /// The segment is not committed.
+    Closed,
+}
+
+impl Freelists {
+    pub(crate) fn new() -> Freelists {
+        let heads = (0..SEGMENTS).map(|_| CachePadded(AtomicU64::new(CLOSED))).collect();
+        Freelists { heads }
+    }
+
+    #[inline]
+    pub(crate) fn head(&self, segment: u32) -> Head {
+        Head(self.heads[segment as usize].load(Acquire))
+    }
+
+    /// Takes a free entry of `segment` and returns its index.
+    #[inline]
+    pub(crate) fn pop(&self, mem: &Memory, segment: u32) -> Result<u32, Empty> {
+        let head = &self.heads[segment as usize];
+        // Acquire: pairs with the Release of the push (or open) that made
+        // this head, so the top entry's link written before it is visible.
+        let mut cur = Head(head.load(Acquire));
+        loop {
+            if cur.closed() {
+                return Err(Empty::Closed);
+            }
+            let top = cur.top();
+            if top == 0 {
+                return Err(Empty::Exhausted);
+            }
+            let index = (segment << SEGMENT_SHIFT) + top - 1;
+            // The entry may be taken, reused or released under us; then the
+            // word read here is garbage, but the tag will have moved and the
+            // CAS below fails.
+            let word = mem.entry(index).entrypoint.load(Acquire);
+            let Some(next) = unlink(word) else {
+                cur = Head(head.load(Acquire));
+                continue;
+            };
+            let new = cur.next(next, cur.free() - 1, false);
+            match head.compare_exchange_weak(cur.0, new.0, Acquire, Acquire) {
+                Ok(_) => return Ok(index),
+                Err(seen) => cur = Head(seen),
+            }
+        }
+    }
+
+    /// Gives a free entry back to its segment. The caller owns the entry (it
+    /// won the metadata CAS that freed it) and has a write window open.
+    #[inline]
+    pub(crate) fn push(&self, mem: &Memory, index: u32) {
+        let segment = index >> SEGMENT_SHIFT;
+        let local = index & (ENTRIES_PER_SEGMENT - 1);
+        let head = &self.heads[segment as usize];
+        let entry = &mem.entry(index).entrypoint;
+        let mut cur = Head(head.load(Relaxed));
+        loop {
+            // A segment with an allocated entry is never closed.
+            debug_assert!(!cur.closed());
+            entry.store(link(cur.top()), Relaxed);
+            let new = cur.next(local + 1, cur.free() + 1, false);
+            // Release: publishes the link stored above to the next popper.
+            match head.compare_exchange_weak(cur.0, new.0, Release, Relaxed) {
+                Ok(_) => return,
+                Err(seen) => cur = Head(seen),
+            }
+        }
+    }
+
+    /// Opens a freshly committed segment: links every allocatable entry in
+    /// index order. The caller holds the growth lock and a write window, and
+    /// the segment is closed.
+    pub(crate) fn open(&self, mem: &Memory, segment: u32) {
+        let base = segment << SEGMENT_SHIFT;
+        let first = first_local(segment);
+        let cap = segment_capacity(segment);
+        let last = first + cap; // exclusive
+        for local in first..last {
+            let next = if local + 1 < last { local + 2 } else { 0 };
+            debug_assert!(base + local != LAST_INDEX);
+            mem.entry(base + local).entrypoint.store(link(next), Relaxed);
+        }
+        let head = &self.heads[segment as usize];
+        let cur = Head(head.load(Relaxed));
+        debug_assert!(cur.closed());
+        // Release: the links above are visible to whoever pops from this head.
+        head.store(cur.next(first + 1, cap, false).0, Release);
+    }
+
+    /// Closes `segment` if every allocatable entry in it is free. Returns
+    /// whether it did; once closed, nothing can be taken from it.
+    pub(crate) fn close_if_empty(&self, segment: u32) -> bool {
+        let head = &self.heads[segment as usize];
+        let cur = Head(head.load(Acquire));
+        if cur.closed() || cur.free() != segment_capacity(segment) {
+            return false;
+        }
+        // AcqRel: a concurrent pop or push makes this fail; on success the
+        // frees that made the segment empty happen before the release.
+        head.compare_exchange(cur.0, cur.next(0, 0, true).0, AcqRel, Relaxed).is_ok()
+    }
+}

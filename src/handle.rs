@@ -1,0 +1,194 @@
+//! Handles, entry layout and the status codes: everything JIT code and the C
+//! ABI agree on.
+//!
+//! A handle is `generation << 24 | index`. The index selects a 16-byte entry
+//! `{ entrypoint: u64, signature: u64 }`; the generation is checked against
+//! the entry's metadata word (see [`Meta`]) so that a freed handle never
+//! answers again until the 8-bit generation wraps.
+
+/// Bits of a handle that select the entry.
+pub const INDEX_BITS: u32 = 24;
+/// Mask that turns any `u32` into an in-bounds entry index.
+pub const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+/// The handle that no allocation ever returns; masked, it reaches entry
+/// 0xFFFFFF, which is never allocated either.
+pub const INVALID_HANDLE: u32 = u32::MAX;
+/// Size of one entry in bytes.
+pub const ENTRY_SIZE: usize = 16;
+
+/// log2 of the entries in one segment (the unit of commit and release).
+#[cfg(not(loom))]
+pub const SEGMENT_SHIFT: u32 = 12;
+/// log2 of the entries in one segment; tiny under loom so models stay small.
+#[cfg(loom)]
+pub const SEGMENT_SHIFT: u32 = 2;
+/// Entries in one segment: 4096 entries, 64 KiB.
+pub const ENTRIES_PER_SEGMENT: u32 = 1 << SEGMENT_SHIFT;
+/// Number of segments the table is reserved for.
+#[cfg(not(loom))]
+pub const SEGMENTS: u32 = 1 << (INDEX_BITS - SEGMENT_SHIFT);
+/// Number of segments the table is reserved for; two under loom.
+#[cfg(loom)]
+pub const SEGMENTS: u32 = 2;
+/// Entries reserved: every index below this can be read without faulting.
+pub const TABLE_ENTRIES: u32 = SEGMENTS << SEGMENT_SHIFT;
+/// The last index; like index 0 it is never allocated.
+pub const LAST_INDEX: u32 = TABLE_ENTRIES - 1;
+/// Entries that can be allocated: all but index 0 and the last index.
+pub const CAPACITY: usize = TABLE_ENTRIES as usize - 2;
+
+/// The signature stored with native (host) function handles.
+pub const NATIVE_SIGNATURE: u64 = u64::MAX;
+
+/// The entrypoint word of a free entry: this tag in bits 63..48 (never a
+/// canonical address, so a call through it faults) and, in the low bits, the
+/// freelist link of its segment.
+pub(crate) const FREE_TAG: u64 = 0xFFFE_0000_0000_0000;
+pub(crate) const FREE_TAG_MASK: u64 = 0xFFFF_0000_0000_0000;
+
+/// Returns whether `addr` is a canonical user-space address (bits 63..47 clear).
+#[inline]
+pub fn is_user_address(addr: u64) -> bool {
+    addr >> 47 == 0
+}
+
+/// Splits a handle into (index, generation).
+#[inline]
+pub fn split(handle: u32) -> (u32, u8) {
+    (handle & INDEX_MASK, (handle >> INDEX_BITS) as u8)
+}
+
+/// Builds a handle from an index and a generation.
+#[inline]
+pub fn join(index: u32, generation: u8) -> u32 {
+    (u32::from(generation) << INDEX_BITS) | index
+}
+
+/// Why an operation failed. The numeric values are the C ABI's `wcpt_status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Error {
+    /// Handle 0, `WCPT_INVALID_HANDLE`, out of range, never allocated, or
+    /// (for `set`) no longer live.
+    InvalidHandle = 1,
+    /// Freeing a handle whose generation has already ended.
+    DoubleFree = 2,
+    /// Freeing or setting a native handle.
+    NativeHandle = 3,
+    /// A non-canonical entrypoint or address, or a null out-pointer.
+    InvalidArgument = 4,
+    /// Every allocatable entry is in use.
+    Capacity = 5,
+    /// The OS refused memory.
+    OutOfMemory = 6,
+    /// Code regions are registered and the entrypoint is in none of them.
+    NotCode = 7,
+    /// The write protection could not be set up or changed.
+    Protection = 8,
+    /// A bug in wcpt was caught at the ABI boundary; the table is unchanged.
+    Internal = 9,
+}
+
+/// The metadata word of an entry (16 bits, kept outside the entry and never
+/// released by a sweep so that generations survive it).
+///
+/// bits 0..2: state, bit 2: the generation has wrapped at least once,
+/// bits 8..16: generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Meta(pub(crate) u16);
+
+impl Meta {
+    pub(crate) const FREE: u16 = 0;
+    pub(crate) const LIVE: u16 = 1;
+    pub(crate) const NATIVE: u16 = 2;
+    const STATE_MASK: u16 = 3;
+    const WRAPPED: u16 = 4;
+    /// A `set` is writing the entry; `free` waits for it to finish.
+    pub(crate) const PINNED: u16 = 8;
+
+    #[inline]
+    pub(crate) fn generation(self) -> u8 {
+        (self.0 >> 8) as u8
+    }
+    #[inline]
+    pub(crate) fn state(self) -> u16 {
+        self.0 & Self::STATE_MASK
+    }
+    #[inline]
+    pub(crate) fn pinned(self) -> bool {
+        self.0 & Self::PINNED != 0
+    }
+    /// Whether the entry is allocated by `alloc` with generation `g`.
+    #[inline]
+    pub(crate) fn is_live(self, g: u8) -> bool {
+        self.generation() == g && self.state() == Self::LIVE
+    }
+    #[inline]
+    pub(crate) fn with_state(self, state: u16) -> Meta {
+        Meta((self.0 & !Self::STATE_MASK) | state)
+    }
+    /// Whether a handle of generation `g` names this entry while it is allocated.
+    #[inline]
+    pub(crate) fn answers(self, g: u8) -> bool {
+        self.generation() == g && self.state() != Self::FREE
+    }
+    /// The word after freeing: the next generation, free.
+    #[inline]
+    pub(crate) fn freed(self) -> Meta {
+        let g = self.generation();
+        let wrapped = if g == u8::MAX { Self::WRAPPED } else { self.0 & Self::WRAPPED };
+        Meta((u16::from(g.wrapping_add(1)) << 8) | wrapped | Self::FREE)
+    }
+    /// Why a handle of generation `g` that does not answer was refused by
+    /// `free`: its generation ended (double free) or never began (invalid).
+    pub(crate) fn refusal(self, g: u8) -> Error {
+        let cur = self.generation();
+        let wrapped = self.0 & Self::WRAPPED != 0;
+        if self.state() == Self::NATIVE && cur == g {
+            Error::NativeHandle
+        } else if g < cur || (wrapped && (g != cur || self.state() == Self::FREE)) {
+            // Generations only advance by freeing, so every generation below
+            // the current one was allocated and has ended; after a wrap, all
+            // of them have.
+            Error::DoubleFree
+        } else {
+            Error::InvalidHandle
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_roundtrip() {
+        assert_eq!(split(join(0x123456, 0xAB)), (0x123456, 0xAB));
+        assert_eq!(split(INVALID_HANDLE).0, LAST_INDEX);
+    }
+
+    #[test]
+    fn meta_generations_and_refusals() {
+        let m = Meta(0).with_state(Meta::LIVE);
+        assert!(m.answers(0));
+        let f = m.freed();
+        assert_eq!(f.generation(), 1);
+        assert_eq!(f.refusal(0), Error::DoubleFree);
+        assert_eq!(f.refusal(1), Error::InvalidHandle);
+        assert_eq!(f.refusal(7), Error::InvalidHandle);
+        let mut w = Meta(0xFF00 | Meta::LIVE);
+        w = w.freed();
+        assert_eq!(w.generation(), 0);
+        assert_eq!(w.refusal(0), Error::DoubleFree);
+        assert_eq!(w.refusal(200), Error::DoubleFree);
+        assert_eq!(Meta(0x0300 | Meta::NATIVE).refusal(3), Error::NativeHandle);
+    }
+
+    #[test]
+    fn canonical_addresses() {
+        assert!(is_user_address(0));
+        assert!(is_user_address(0x7fff_ffff_ffff));
+        assert!(!is_user_address(0x8000_0000_0000));
+        assert!(!is_user_address(FREE_TAG));
+    }
+}

@@ -1,0 +1,40 @@
+//! # wcpt: a code pointer table for JIT engines
+//!
+//! JIT code stores a 32-bit handle instead of a raw function pointer and calls
+//! through `base[handle & WCPT_INDEX_MASK]`; only this library writes the
+//! table, which can be write-protected with memory protection keys and carries
+//! a signature hash per entry.
+//!
+//! The crate is a Rust core ([`Table`], usable on its own and as many separate
+//! instances) under a thin C ABI (`ffi`, one process-wide table, exported as
+//! `wcpt_*` and described by the generated `include/wcpt.h`).
+//!
+//! Modules, one concern each:
+//! - `handle`: handle and entry layout, metadata words, error codes;
+//! - `memory`: reserving, committing and releasing the table's memory;
+//! - `freelist`: per-segment lock-free freelists;
+//! - `protect`: pkeys write protection and read-access repair;
+//! - `native`: the address -> handle map for host functions;
+//! - `regions`: registered code regions checked at write time;
+//! - `table`: the table built from the above;
+//! - `ffi`: the C ABI.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod freelist;
+pub mod handle;
+mod memory;
+mod native;
+pub mod protect;
+mod regions;
+mod sync;
+mod table;
+
+#[cfg(not(loom))]
+pub mod ffi;
+
+pub use handle::Error;
+pub use table::{Stats, Table, SHARDS};
+
+#[cfg(test)]
+mod tests;

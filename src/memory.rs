@@ -1,0 +1,207 @@
+//! The table's memory: one reservation for every entry and one for every
+//! metadata word, committed and released a segment at a time.
+//!
+//! Both regions are reserved `PROT_READ` with `MAP_NORESERVE`: a read of a
+//! never-committed or released page finds the shared zero page instead of
+//! faulting, so any masked `u32` can be looked up, and a read-only private
+//! mapping is not charged against the commit limit. Committing a segment makes
+//! it writable (tagged with the protection key, if any): this is where the OS
+//! may refuse memory (`RLIMIT_DATA`, strict overcommit). Releasing entries
+//! drops their pages (`MADV_DONTNEED`) and makes them read-only again; the
+//! metadata words, which hold the generations, are never released.
+
+use crate::handle::{Error, ENTRIES_PER_SEGMENT, TABLE_ENTRIES};
+use crate::sync::{AtomicU16, AtomicU64};
+
+/// One table entry, as JIT code sees it.
+#[repr(C, align(16))]
+pub struct Entry {
+    /// The entrypoint (offset 0), or a free entry's tagged link.
+    pub(crate) entrypoint: AtomicU64,
+    /// The signature hash (offset 8).
+    pub(crate) signature: AtomicU64,
+}
+
+const META_SEGMENT_BYTES: usize = ENTRIES_PER_SEGMENT as usize * 2;
+const ENTRY_SEGMENT_BYTES: usize = ENTRIES_PER_SEGMENT as usize * 16;
+
+#[cfg(not(loom))]
+pub(crate) use mmap::Memory;
+
+#[cfg(not(loom))]
+mod mmap {
+    use super::*;
+    use std::ptr::NonNull;
+
+    pub(crate) struct Memory {
+        entries: NonNull<Entry>,
+        meta: NonNull<AtomicU16>,
+    }
+
+    // SAFETY: the regions are process memory accessed only through atomics.
+    unsafe impl Send for Memory {}
+    // SAFETY: as above; every shared access is atomic.
+    unsafe impl Sync for Memory {}
+
+    const ENTRY_BYTES: usize = TABLE_ENTRIES as usize * 16;
+    const META_BYTES: usize = TABLE_ENTRIES as usize * 2;
+
+    fn reserve(len: usize) -> Result<NonNull<u8>, Error> {
+        // SAFETY: an anonymous mapping at an address of the kernel's choice
+        // touches no existing memory.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Error::OutOfMemory);
+        }
+        Ok(NonNull::new(p.cast()).expect("mmap never returns null on success"))
+    }
+
+    /// Changes the protection of `[p, p+len)`, with the table's key when
+    /// making it writable and key 0 otherwise.
+    fn protect(p: *mut u8, len: usize, prot: i32) -> Result<(), Error> {
+        let rc = match crate::protect::key() {
+            Some(k) => {
+                let key = if prot & libc::PROT_WRITE != 0 { k } else { 0 };
+                // SAFETY: `p..p+len` lies inside a reservation this Memory owns.
+                unsafe { libc::syscall(libc::SYS_pkey_mprotect, p, len, prot, key) as i32 }
+            }
+            // SAFETY: as above.
+            None => unsafe { libc::mprotect(p.cast(), len, prot) },
+        };
+        if rc == 0 {
+            Ok(())
+        } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOMEM) {
+            Err(Error::OutOfMemory)
+        } else {
+            Err(Error::Protection)
+        }
+    }
+
+    impl Memory {
+        pub(crate) fn reserve() -> Result<Memory, Error> {
+            let entries = reserve(ENTRY_BYTES)?;
+            let meta = match reserve(META_BYTES) {
+                Ok(m) => m,
+                Err(e) => {
+                    // SAFETY: `entries` was just mapped with this length.
+                    unsafe { libc::munmap(entries.as_ptr().cast(), ENTRY_BYTES) };
+                    return Err(e);
+                }
+            };
+            Ok(Memory { entries: entries.cast(), meta: meta.cast() })
+        }
+
+        pub(crate) fn base(&self) -> *const Entry {
+            self.entries.as_ptr()
+        }
+
+        #[inline(always)]
+        pub(crate) fn entry(&self, index: u32) -> &Entry {
+            debug_assert!(index < TABLE_ENTRIES);
+            // SAFETY: the reservation covers TABLE_ENTRIES entries, is never
+            // unmapped while `self` lives and is always readable; callers pass
+            // a masked index, which is below TABLE_ENTRIES.
+            unsafe { &*self.entries.as_ptr().add(index as usize) }
+        }
+
+        #[inline(always)]
+        pub(crate) fn meta(&self, index: u32) -> &AtomicU16 {
+            debug_assert!(index < TABLE_ENTRIES);
+            // SAFETY: as for `entry`, for the metadata reservation.
+            unsafe { &*self.meta.as_ptr().add(index as usize) }
+        }
+
+        /// Makes a segment's metadata writable (once; it is never released).
+        pub(crate) fn commit_meta(&self, segment: u32) -> Result<(), Error> {
+            let p = self.meta(segment * ENTRIES_PER_SEGMENT) as *const AtomicU16 as *mut u8;
+            protect(p, META_SEGMENT_BYTES, libc::PROT_READ | libc::PROT_WRITE)
+        }
+
+        /// Makes a segment's entries writable; their pages read as zero.
+        pub(crate) fn commit_entries(&self, segment: u32) -> Result<(), Error> {
+            let p = self.entry(segment * ENTRIES_PER_SEGMENT) as *const Entry as *mut u8;
+            protect(p, ENTRY_SEGMENT_BYTES, libc::PROT_READ | libc::PROT_WRITE)
+        }
+
+        /// Gives a segment's entry pages back to the OS. Concurrent readers
+        /// see either the old contents or zero, and never fault.
+        pub(crate) fn release_entries(&self, segment: u32) {
+            let p = self.entry(segment * ENTRIES_PER_SEGMENT) as *const Entry as *mut u8;
+            // SAFETY: the range is one segment of our reservation, and no
+            // entry in it is allocated (the caller closed the segment).
+            unsafe { libc::madvise(p.cast(), ENTRY_SEGMENT_BYTES, libc::MADV_DONTNEED) };
+            // Read-only again: uncharges the commit and makes stray writes
+            // fault. It cannot fail for lack of memory in a way that matters:
+            // the pages are already gone, and a failure leaves them writable.
+            let _ = protect(p, ENTRY_SEGMENT_BYTES, libc::PROT_READ);
+        }
+    }
+
+    impl Drop for Memory {
+        fn drop(&mut self) {
+            // SAFETY: both regions were mapped by `reserve` with these lengths
+            // and nothing borrows them once the table is dropped.
+            unsafe {
+                libc::munmap(self.entries.as_ptr().cast(), ENTRY_BYTES);
+                libc::munmap(self.meta.as_ptr().cast(), META_BYTES);
+            }
+        }
+    }
+}
+
+#[cfg(loom)]
+pub(crate) use model::Memory;
+
+/// Under loom the memory is plain boxed atomics; releasing a segment stores
+/// zeros, which is what a concurrent reader of a released page observes.
+#[cfg(loom)]
+mod model {
+    use super::*;
+    use crate::sync::Ordering::Relaxed;
+
+    pub(crate) struct Memory {
+        entries: Box<[Entry]>,
+        meta: Box<[AtomicU16]>,
+    }
+
+    impl Memory {
+        pub(crate) fn reserve() -> Result<Memory, Error> {
+            let entries = (0..TABLE_ENTRIES)
+                .map(|_| Entry { entrypoint: AtomicU64::new(0), signature: AtomicU64::new(0) })
+                .collect();
+            let meta = (0..TABLE_ENTRIES).map(|_| AtomicU16::new(0)).collect();
+            Ok(Memory { entries, meta })
+        }
+        pub(crate) fn base(&self) -> *const Entry {
+            self.entries.as_ptr()
+        }
+        pub(crate) fn entry(&self, index: u32) -> &Entry {
+            &self.entries[index as usize]
+        }
+        pub(crate) fn meta(&self, index: u32) -> &AtomicU16 {
+            &self.meta[index as usize]
+        }
+        pub(crate) fn commit_meta(&self, _: u32) -> Result<(), Error> {
+            Ok(())
+        }
+        pub(crate) fn commit_entries(&self, _: u32) -> Result<(), Error> {
+            Ok(())
+        }
+        pub(crate) fn release_entries(&self, segment: u32) {
+            for i in 0..ENTRIES_PER_SEGMENT {
+                let e = self.entry(segment * ENTRIES_PER_SEGMENT + i);
+                e.entrypoint.store(0, Relaxed);
+                e.signature.store(0, Relaxed);
+            }
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! The code pointer table: the Rust core behind the C ABI.
+//!
+//! A [`Table`] owns its memory, freelists, native map and code regions, so any
+//! number of independent tables can exist (the C ABI uses one process-wide
+//! instance; tests use many).
+//!
+//! Allocation: every thread hashes to one of [`SHARDS`] shards. A shard
+//! *claims* a segment and takes entries from it until it is exhausted, so
+//! threads mostly touch segment heads no other thread touches. When its segment
+//! runs dry the shard claims another segment with free entries, or commits a
+//! new one under the growth lock; only when neither is possible (the table is
+//! full, or the OS refuses memory) does it share a segment claimed by another
+//! shard, so no free entry is ever out of reach.
+
+use crate::freelist::{segment_capacity, Freelists};
+use crate::handle::*;
+use crate::memory::{Entry, Memory};
+use crate::native::NativeMap;
+use crate::protect::{self, Window};
+use crate::regions::CodeRegions;
+use crate::sync::{AtomicU16, AtomicU32, AtomicU8, AtomicUsize, CachePadded, Mutex, Ordering::*};
+
+/// Number of allocation shards (each with its own current segment).
+#[cfg(not(loom))]
+pub const SHARDS: usize = 64;
+#[cfg(loom)]
+pub const SHARDS: usize = 1;
+
+const NEVER_COMMITTED: u8 = 0;
+const COMMITTED: u8 = 1;
+const RELEASED: u8 = 2;
+
+/// A snapshot of a table's counters (racy while other threads work).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Stats {
+    /// Entries that can ever be allocated (2^24 - 2).
+    pub capacity: usize,
+    /// Segments whose entry memory is committed.
+    pub committed_segments: usize,
+    /// Bytes of entry memory committed (`committed_segments` * 64 KiB).
+    pub committed_bytes: usize,
+    /// Entries allocated by `alloc` and not yet freed.
+    pub live: usize,
+    /// Free entries in committed segments.
+    pub free: usize,
+    /// Native handles (entries that live until teardown).
+    pub native: usize,
+}
+
+/// A code pointer table.
+pub struct Table {
+    mem: Memory,
+    lists: Freelists,
+    /// Per segment: 0, or 1 + the shard that claims it.
+    owner: Box<[AtomicU8]>,
+    /// Per segment: NEVER_COMMITTED, COMMITTED or RELEASED.
+    state: Box<[AtomicU8]>,
+    /// Per shard: 0, or 1 + its current segment.
+    shards: Box<[CachePadded<AtomicU32>]>,
+    /// Serialises commit and release of segments.
+    grow: Mutex<()>,
+    /// Segments at or above this index have never been committed.
+    high_water: AtomicU32,
+    committed: AtomicUsize,
+    natives: NativeMap,
+    regions: CodeRegions,
+    /// Added to every generation in this table's handles, different for each
+    /// table created in the process, so that handles of a torn-down table do
+    /// not name the entries of its successor.
+    salt: u8,
+}
+
+static NEXT_SALT: AtomicU8 = AtomicU8::new(0);
+
+/// Which shard the calling thread allocates from.
+#[inline]
+fn shard_index() -> usize {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+    {
+        let tp: usize;
+        // SAFETY: on x86-64 Linux, fs:0 holds the thread control block's own
+        // address (the thread pointer); reading it has no side effect.
+        unsafe {
+            core::arch::asm!("mov {}, fs:0", out(reg) tp,
+                options(nostack, readonly, preserves_flags, pure));
+        }
+        tp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SHARDS.trailing_zeros())
+    }
+    #[cfg(all(not(all(target_arch = "x86_64", target_os = "linux")), not(loom)))]
+    {
+        thread_local!(static TOKEN: u8 = const { 0 });
+        let tp = TOKEN.with(|t| t as *const u8 as usize);
+        tp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SHARDS.trailing_zeros())
+    }
+    #[cfg(loom)]
+    {
+        0
+    }
+}
+
+impl Table {
+    /// Reserves a new, empty table. Nothing is committed until first use.
+    pub fn new() -> Result<Table, Error> {
+        protect::init();
+        Ok(Table {
+            mem: Memory::reserve()?,
+            lists: Freelists::new(),
+            owner: (0..SEGMENTS).map(|_| AtomicU8::new(0)).collect(),
+            state: (0..SEGMENTS).map(|_| AtomicU8::new(NEVER_COMMITTED)).collect(),
+            shards: (0..SHARDS).map(|_| CachePadded(AtomicU32::new(0))).collect(),
+            grow: Mutex::new(()),
+            high_water: AtomicU32::new(0),
+            committed: AtomicUsize::new(0),
+            natives: NativeMap::new(),
+            regions: CodeRegions::new(),
+            // An odd step visits all 256 salts before repeating one.
+            salt: NEXT_SALT.fetch_add(0x9D, Relaxed),
+        })
+    }
+
+    /// The address of entry 0, for generated code:
+    /// `base + (handle & INDEX_MASK) * ENTRY_SIZE`.
+    pub fn base(&self) -> *const u8 {
+        self.mem.base().cast()
+    }
+
+    /// (index, metadata generation) of a handle of this table.
+    #[inline(always)]
+    fn split(&self, handle: u32) -> (u32, u8) {
+        let (index, g) = split(handle);
+        (index, g.wrapping_sub(self.salt))
+    }
+
+    #[inline(always)]
+    fn entry(&self, index: u32) -> &Entry {
+        self.mem.entry(index)
+    }
+
+    #[inline(always)]
+    fn meta(&self, index: u32) -> &AtomicU16 {
+        self.mem.meta(index)
+    }
+
+    /// The entrypoint of a live handle, or 0 for anything else (free, stale,
+    /// null, invalid, never allocated). Never faults, whatever `handle` is.
+    #[inline]
+    pub fn get(&self, handle: u32) -> u64 {
+        protect::ensure_read();
+        let (index, g) = self.split(handle);
+        if index >= TABLE_ENTRIES {
+            return 0; // only reachable in the small loom tables
+        }
+        // The entry is read before its metadata, with Acquire: if the
+        // metadata still names generation `g` afterwards, the entrypoint was
+        // written for this generation (or, for a handle nobody was given yet,
+        // is a free link, which is not a user address).
+        let entrypoint = self.entry(index).entrypoint.load(Acquire);
+        let meta = Meta(self.meta(index).load(Relaxed));
+        if meta.answers(g) && is_user_address(entrypoint) {
+            entrypoint
+        } else {
+            0
+        }
+    }
+
+    /// Like [`Table::get`], and also 0 unless the entry's signature is `signature`.
+    #[inline]
+    pub fn get_checked(&self, handle: u32, signature: u64) -> u64 {
+        protect::ensure_read();
+        let (index, g) = self.split(handle);
+        if index >= TABLE_ENTRIES {
+            return 0;
+        }
+        let entry = self.entry(index);
+        let entrypoint = entry.entrypoint.load(Acquire);
+        let stored = entry.signature.load(Acquire);
+        let meta = Meta(self.meta(index).load(Relaxed));
+        if meta.answers(g) && stored == signature && is_user_address(entrypoint) {
+            entrypoint
+        } else {
+            0
+        }
+    }
+
+    fn check_code(&self, entrypoint: u64) -> Result<(), Error> {
+        if !is_user_address(entrypoint) {
+            return Err(Error::InvalidArgument);
+        }
+        self.regions.check(entrypoint)
+    }
+
+    /// Allocates an entry holding `entrypoint` and `signature`.
+    pub fn alloc(&self, entrypoint: u64, signature: u64) -> Result<u32, Error> {
+        self.check_code(entrypoint)?;
+        protect::ensure_read();
+        let index = self.take()?;
+        Ok(self.publish(index, entrypoint, signature, Meta::LIVE))
+    }
+
+    /// Writes a taken entry and makes it answer to its handle.
+    #[inline]
+    fn publish(&self, index: u32, entrypoint: u64, signature: u64, state: u16) -> u32 {
+        let entry = self.entry(index);
+        let meta = self.meta(index);
+        // We own the entry (popped it): nobody else writes its metadata.
+        let m = Meta(meta.load(Relaxed));
+        let _w = Window::open();
+        entry.signature.store(signature, Relaxed);
+        entry.entrypoint.store(entrypoint, Release);
+        // Release: a thread that sees the entry live also sees its contents.
+        meta.store(m.with_state(state).0, Release);
+        join(index, m.generation().wrapping_add(self.salt))
+    }
+
+    /// Takes a free entry for the calling thread's shard.
+    #[inline]
+    fn take(&self) -> Result<u32, Error> {
+        let shard = shard_index();
+        let mut current = self.shards[shard].load(Relaxed);
+        loop {
+            if current != 0 {
+                if let Ok(index) = self.lists.pop(&self.mem, current - 1) {
+                    return Ok(index);
+                }
+            }
+            current = self.refill(shard, current)?;
+        }
+    }
+
+    /// Gives `shard` a new current segment (returned as segment + 1) after
+    /// `seen` ran dry: one it claims, a newly committed one, or, when the
+    /// table is full or memory is refused, any segment with a free entry.
+    #[cold]
+    fn refill(&self, shard: usize, seen: u32) -> Result<u32, Error> {
+        let me = shard as u8 + 1;
+        let slot = &self.shards[shard];
+        let current = slot.load(Relaxed);
+        if current != seen {
+            return Ok(current); // another thread of this shard moved on
+        }
+        let segment = match self.find_segment(me, false) {
+            Some(s) => s,
+            None => {
+                let guard = self.grow.lock();
+                // Re-check under the lock: no growth while free entries exist
+                // outside other shards' segments.
+                match self.find_segment(me, false) {
+                    Some(s) => s,
+                    None => match self.commit_segment() {
+                        Ok(s) => {
+                            self.owner[s as usize].store(me, Relaxed);
+                            s
+                        }
+                        Err(e) => {
+                            drop(guard);
+                            self.find_segment(me, true).ok_or(e)?
+                        }
+                    },
+                }
+            }
+        };
+        if seen != 0 && seen - 1 != segment {
+            let _ = self.owner[seen as usize - 1].compare_exchange(me, 0, Relaxed, Relaxed);
+        }
+        slot.store(segment + 1, Relaxed);
+        Ok(segment + 1)
+    }
+
+    /// A committed segment with a free entry that `me` claims (or, with
+    /// `share`, any such segment).
+    fn find_segment(&self, me: u8, share: bool) -> Option<u32> {
+        let end = self.high_water.load(Acquire);
+        (0..end).find(|&s| {
+            let head = self.lists.head(s);
+            if head.closed() || head.free() == 0 {
+                return false;
+            }
+            let owner = &self.owner[s as usize];
+            share
+                || owner.load(Relaxed) == me
+                || owner.compare_exchange(0, me, Relaxed, Relaxed).is_ok()
+        })
+    }
+
+    /// Commits the lowest segment that is not committed. Under `grow`.
+    fn commit_segment(&self) -> Result<u32, Error> {
+        let segment = (0..SEGMENTS)
+            .find(|&s| self.state[s as usize].load(Relaxed) != COMMITTED)
+            .ok_or(Error::Capacity)?;
+        let state = &self.state[segment as usize];
+        if state.load(Relaxed) == NEVER_COMMITTED {
+            self.mem.commit_meta(segment)?;
+            state.store(RELEASED, Relaxed);
+        }
+        self.mem.commit_entries(segment)?;
+        self.high_water.fetch_max(segment + 1, Release);
+        {
+            let _w = Window::open();
+            self.lists.open(&self.mem, segment);
+        }
+        state.store(COMMITTED, Relaxed);
+        self.committed.fetch_add(1, Relaxed);
+        Ok(segment)
+    }
+
+    /// Frees an entry allocated by [`Table::alloc`].
+    pub fn free(&self, handle: u32) -> Result<(), Error> {
+        protect::ensure_read();
+        let (index, g) = self.split(handle);
+        if index == 0 || index >= LAST_INDEX {
+            return Err(Error::InvalidHandle);
+        }
+        let meta = self.meta(index);
+        let mut m = Meta(meta.load(Acquire));
+        if !m.is_live(g) {
+            return Err(m.refusal(g));
+        }
+        let _w = Window::open();
+        loop {
+            if m.pinned() {
+                // A `set` of this very handle is writing its entry: the
+                // caller is freeing a handle it is also using. Wait for the
+                // one store it has left.
+                std::hint::spin_loop();
+                m = Meta(meta.load(Acquire));
+            } else {
+                // AcqRel: exactly one of several freers wins, and the winner
+                // sees everything the entry's users did before.
+                match meta.compare_exchange_weak(m.0, m.freed().0, AcqRel, Acquire) {
+                    Ok(_) => break,
+                    Err(seen) => m = Meta(seen),
+                }
+            }
+            if !m.is_live(g) {
+                return Err(m.refusal(g));
+            }
+        }
+        self.lists.push(&self.mem, index);
+        Ok(())
+    }
+
+    /// Replaces a live handle's entrypoint (tier-up); the signature is kept.
+    pub fn set(&self, handle: u32, entrypoint: u64) -> Result<(), Error> {
+        self.check_code(entrypoint)?;
+        protect::ensure_read();
+        let _w = Window::open();
+        self.set_in_window(handle, entrypoint)
+    }
+
+    /// Sets many handles in one write window. Every handle and entrypoint is
+    /// checked before anything is written; on a bad one nothing changes.
+    pub fn set_many(&self, handles: &[u32], entrypoints: &[u64]) -> Result<(), Error> {
+        if handles.len() != entrypoints.len() {
+            return Err(Error::InvalidArgument);
+        }
+        for &e in entrypoints {
+            self.check_code(e)?;
+        }
+        protect::ensure_read();
+        for &h in handles {
+            let (index, g) = self.split(h);
+            if index == 0 || index >= LAST_INDEX {
+                return Err(Error::InvalidHandle);
+            }
+            let m = Meta(self.meta(index).load(Acquire));
+            if !m.is_live(g) {
+                return Err(set_refusal(m, g));
+            }
+        }
+        let _w = Window::open();
+        handles.iter().zip(entrypoints).try_for_each(|(&h, &e)| self.set_in_window(h, e))
+    }
+
+    fn set_in_window(&self, handle: u32, entrypoint: u64) -> Result<(), Error> {
+        let (index, g) = self.split(handle);
+        if index == 0 || index >= LAST_INDEX {
+            return Err(Error::InvalidHandle);
+        }
+        let meta = self.meta(index);
+        let mut m = Meta(meta.load(Acquire));
+        // Pin the entry (metadata CAS) so that it cannot be freed, and its
+        // segment released, while we store: a store to a released page would
+        // fault. Readers ignore the pin.
+        loop {
+            if !m.is_live(g) {
+                return Err(set_refusal(m, g));
+            }
+            if m.pinned() {
+                std::hint::spin_loop(); // another set of this handle
+                m = Meta(meta.load(Acquire));
+                continue;
+            }
+            match meta.compare_exchange_weak(m.0, m.0 | Meta::PINNED, Acquire, Acquire) {
+                Ok(_) => break,
+                Err(seen) => m = Meta(seen),
+            }
+        }
+        self.entry(index).entrypoint.store(entrypoint, Release);
+        // Release: the new entrypoint is visible before the pin is lifted.
+        meta.store(m.0, Release);
+        Ok(())
+    }
+
+    /// The one handle of a native (host) function, created on first use.
+    /// Native handles cannot be freed or set and live as long as the table.
+    pub fn native_handle(&self, address: u64) -> Result<u32, Error> {
+        if address == 0 || !is_user_address(address) {
+            return Err(Error::InvalidArgument);
+        }
+        protect::ensure_read();
+        self.natives.get_or_create(address, || {
+            let index = self.take()?;
+            Ok(self.publish(index, address, NATIVE_SIGNATURE, Meta::NATIVE))
+        })
+    }
+
+    /// Releases every segment whose entries are all free, if at least
+    /// `threshold` entries (never fewer than one segment's worth) are free.
+    /// Returns the number of segments released.
+    pub fn sweep(&self, threshold: usize) -> usize {
+        let threshold = threshold.max(ENTRIES_PER_SEGMENT as usize);
+        let end = self.high_water.load(Acquire);
+        let free: usize = (0..end)
+            .map(|s| self.lists.head(s))
+            .filter(|h| !h.closed())
+            .map(|h| h.free() as usize)
+            .sum();
+        if free < threshold {
+            return 0;
+        }
+        let mut released = 0;
+        for s in 0..end {
+            let head = self.lists.head(s);
+            if head.closed() || head.free() != segment_capacity(s) {
+                continue;
+            }
+            let _g = self.grow.lock();
+            if self.lists.close_if_empty(s) {
+                self.owner[s as usize].store(0, Relaxed);
+                self.mem.release_entries(s);
+                self.state[s as usize].store(RELEASED, Relaxed);
+                self.committed.fetch_sub(1, Relaxed);
+                released += 1;
+            }
+        }
+        released
+    }
+
+    /// Counters of the table.
+    pub fn stats(&self) -> Stats {
+        let end = self.high_water.load(Acquire);
+        let (mut taken, mut free) = (0usize, 0usize);
+        for s in 0..end {
+            let head = self.lists.head(s);
+            if !head.closed() {
+                free += head.free() as usize;
+                taken += (segment_capacity(s) - head.free()) as usize;
+            }
+        }
+        let native = self.natives.len();
+        let committed = self.committed.load(Relaxed);
+        Stats {
+            capacity: CAPACITY,
+            committed_segments: committed,
+            committed_bytes: committed * (ENTRIES_PER_SEGMENT as usize) * ENTRY_SIZE,
+            live: taken.saturating_sub(native),
+            free,
+            native,
+        }
+    }
+
+    /// Registers an executable region; see [`Table::alloc`] and `NotCode`.
+    pub fn code_region_add(&self, start: u64, len: u64) -> Result<(), Error> {
+        self.regions.add(start, len)
+    }
+
+    /// Unregisters a region registered with exactly these bounds.
+    pub fn code_region_remove(&self, start: u64, len: u64) -> Result<(), Error> {
+        self.regions.remove(start, len)
+    }
+
+    /// Number of registered code regions.
+    pub fn code_region_count(&self) -> usize {
+        self.regions.count()
+    }
+
+    /// Takes every lock of the table and keeps it (fork `prepare`).
+    #[cfg(not(loom))]
+    pub(crate) fn lock_for_fork(&self) {
+        self.grow.lock_forever();
+        self.natives.lock_for_fork();
+        self.regions.lock_for_fork();
+    }
+
+    /// # Safety
+    /// Only after [`Table::lock_for_fork`], in the fork parent or child.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn unlock_after_fork(&self) {
+        // SAFETY: forwarded: each lock was taken by lock_for_fork.
+        unsafe {
+            self.regions.unlock_after_fork();
+            self.natives.unlock_after_fork();
+            self.grow.unlock_forever();
+        }
+    }
+}
+
+/// Why `set` refuses a handle that is not live.
+fn set_refusal(m: Meta, g: u8) -> Error {
+    match m.refusal(g) {
+        Error::NativeHandle => Error::NativeHandle,
+        _ => Error::InvalidHandle,
+    }
+}

@@ -1,0 +1,291 @@
+//! Tests of the core, each on its own `Table` instance.
+
+#[cfg(loom)]
+mod loom_models;
+
+#[cfg(not(loom))]
+mod core {
+    use crate::handle::*;
+    use crate::{Error, Table};
+
+    const EP: u64 = 0x5555_0000_1000;
+
+    fn table() -> Table {
+        Table::new().expect("reserve a table")
+    }
+
+    #[test]
+    fn alloc_get_set_free() {
+        let t = table();
+        let h = t.alloc(EP, 7).unwrap();
+        assert_ne!(h, 0);
+        assert_ne!(h, INVALID_HANDLE);
+        assert_eq!(t.get(h), EP);
+        assert_eq!(t.get_checked(h, 7), EP);
+        assert_eq!(t.get_checked(h, 8), 0);
+        t.set(h, EP + 64).unwrap();
+        assert_eq!(t.get(h), EP + 64);
+        assert_eq!(t.get_checked(h, 7), EP + 64, "set keeps the signature");
+        t.free(h).unwrap();
+        assert_eq!(t.get(h), 0);
+        assert_eq!(t.free(h), Err(Error::DoubleFree));
+        assert_eq!(t.set(h, EP), Err(Error::InvalidHandle));
+    }
+
+    #[test]
+    fn entry_layout_is_what_jit_code_reads() {
+        let t = table();
+        let h = t.alloc(EP, 0xABCD).unwrap();
+        let entry = unsafe {
+            // SAFETY: base points to the reserved table; the index is masked.
+            t.base().add((h & INDEX_MASK) as usize * ENTRY_SIZE) as *const u64
+        };
+        // SAFETY: the entry is committed and live; plain reads, as JIT code does.
+        unsafe {
+            assert_eq!(entry.read_volatile(), EP);
+            assert_eq!(entry.add(1).read_volatile(), 0xABCD);
+        }
+        t.free(h).unwrap();
+        // SAFETY: as above; a free entry's entrypoint is not a user address.
+        assert!(!is_user_address(unsafe { entry.read_volatile() }));
+    }
+
+    #[test]
+    fn stale_handle_never_reaches_the_new_occupant() {
+        let t = table();
+        let old = t.alloc(EP, 1).unwrap();
+        t.free(old).unwrap();
+        let new = t.alloc(EP + 16, 1).unwrap();
+        assert_eq!(new & INDEX_MASK, old & INDEX_MASK, "LIFO reuse of the slot");
+        assert_ne!(new, old);
+        assert_eq!(t.get(old), 0);
+        assert_eq!(t.get_checked(old, 1), 0);
+        assert_eq!(t.free(old), Err(Error::DoubleFree));
+        assert_eq!(t.set(old, EP), Err(Error::InvalidHandle));
+        assert_eq!(t.get(new), EP + 16, "refusals changed nothing");
+    }
+
+    #[test]
+    fn generation_wraps_after_256_frees() {
+        let t = table();
+        let first = t.alloc(EP, 0).unwrap();
+        let mut h = first;
+        for _ in 0..255 {
+            t.free(h).unwrap();
+            h = t.alloc(EP, 0).unwrap();
+            assert_eq!(h & INDEX_MASK, first & INDEX_MASK);
+            assert_ne!(h, first);
+        }
+        t.free(h).unwrap();
+        let again = t.alloc(EP, 0).unwrap();
+        assert_eq!(again, first, "the 8-bit generation wrapped");
+        // After the wrap every older generation counts as ended.
+        assert_eq!(t.free(h), Err(Error::DoubleFree));
+    }
+
+    #[test]
+    fn bad_handles_are_refused_and_change_nothing() {
+        let t = table();
+        let h = t.alloc(EP, 3).unwrap();
+        for bad in [0, INVALID_HANDLE, LAST_INDEX, 1 << 24, h ^ (1 << 24), (h & INDEX_MASK) + 4095] {
+            assert_eq!(t.get(bad), 0, "{bad:#x}");
+            assert_eq!(t.free(bad), Err(Error::InvalidHandle), "{bad:#x}");
+            assert_eq!(t.set(bad, EP), Err(Error::InvalidHandle), "{bad:#x}");
+        }
+        assert_eq!(t.get(h), EP);
+        assert_eq!(t.stats().live, 1);
+    }
+
+    #[test]
+    fn every_u32_reads_without_faulting() {
+        let t = table();
+        let h = t.alloc(EP, 0).unwrap();
+        let mut seen = 0;
+        // A stride through the whole handle space, including never-committed
+        // segments and every generation.
+        let mut x: u32 = 0;
+        for _ in 0..2_000_000 {
+            x = x.wrapping_add(0x9E37_79B1);
+            if t.get(x) != 0 {
+                seen += 1;
+            }
+            let _ = t.get_checked(x, 0);
+        }
+        assert!(seen <= 1);
+        assert_eq!(t.get(h), EP);
+    }
+
+    #[test]
+    fn non_canonical_entrypoints_are_refused() {
+        let t = table();
+        for bad in [1u64 << 47, 1 << 63, u64::MAX, FREE_TAG] {
+            assert_eq!(t.alloc(bad, 0), Err(Error::InvalidArgument));
+            assert_eq!(t.native_handle(bad), Err(Error::InvalidArgument));
+        }
+        let h = t.alloc(0, 0).expect("entrypoint 0 is a placeholder");
+        assert_eq!(t.set(h, 1 << 47), Err(Error::InvalidArgument));
+        assert_eq!(t.get(h), 0);
+        assert_eq!(t.get_checked(h, 0), 0);
+        assert_eq!(t.stats().live, 1);
+        assert_eq!(t.native_handle(0), Err(Error::InvalidArgument));
+    }
+
+    #[test]
+    fn native_handles_are_stable_and_unfreeable() {
+        let t = table();
+        let a = t.native_handle(0x1000).unwrap();
+        let b = t.native_handle(0x2000).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(t.native_handle(0x1000).unwrap(), a);
+        assert_eq!(t.get(a), 0x1000);
+        assert_eq!(t.get_checked(a, NATIVE_SIGNATURE), 0x1000);
+        assert_eq!(t.free(a), Err(Error::NativeHandle));
+        assert_eq!(t.set(a, 0x3000), Err(Error::NativeHandle));
+        assert_eq!(t.get(a), 0x1000);
+        // Many natives force the map to grow; all stay the same.
+        let addr = |i: u64| 0x100_0000 + (i << 12);
+        let hs: Vec<u32> = (1..5000u64).map(|i| t.native_handle(addr(i)).unwrap()).collect();
+        for (i, &h) in (1..5000u64).zip(&hs) {
+            assert_eq!(t.native_handle(addr(i)).unwrap(), h);
+            assert_eq!(t.get(h), addr(i));
+        }
+        let s = t.stats();
+        assert_eq!(s.native, 5001);
+        assert_eq!(s.live, 0);
+    }
+
+    #[test]
+    fn sweep_releases_only_empty_segments_and_keeps_generations() {
+        let t = table();
+        let per = ENTRIES_PER_SEGMENT as usize;
+        let hs: Vec<u32> = (0..4 * per).map(|i| t.alloc(EP + i as u64 * 16, 0).unwrap()).collect();
+        assert_eq!(t.stats().committed_segments, 5, "segment 0 holds one entry fewer");
+        assert_eq!(t.sweep(0), 0, "nothing free");
+        // Free segments 1 and 2 completely, every other entry of the rest.
+        let seg = |h: u32| (h & INDEX_MASK) >> SEGMENT_SHIFT;
+        let mut kept = Vec::new();
+        for (i, &h) in hs.iter().enumerate() {
+            if seg(h) == 1 || seg(h) == 2 || i % 2 == 0 {
+                t.free(h).unwrap();
+            } else {
+                kept.push((h, EP + i as u64 * 16));
+            }
+        }
+        let before = t.stats();
+        assert_eq!(t.sweep(usize::MAX), 0, "threshold not met");
+        assert_eq!(t.sweep(before.free + 1), 0);
+        assert_eq!(t.sweep(before.free), 2);
+        let after = t.stats();
+        assert_eq!(after.committed_segments, before.committed_segments - 2);
+        assert_eq!(after.live, before.live);
+        assert_eq!(after.free, before.free - 2 * per);
+        for &(h, ep) in &kept {
+            assert_eq!(t.get(h), ep);
+        }
+        // Freed handles of released segments stay dead; reads see empty.
+        for &h in &hs {
+            if seg(h) == 1 || seg(h) == 2 {
+                assert_eq!(t.get(h), 0);
+                assert_eq!(t.free(h), Err(Error::DoubleFree));
+            }
+        }
+        // Recommitting a released segment keeps generations: no stale
+        // handle answers for a new allocation.
+        let again: Vec<u32> = (0..3 * per).map(|_| t.alloc(EP, 0).unwrap()).collect();
+        for h in &again {
+            assert!(!hs.contains(h));
+        }
+    }
+
+    #[test]
+    fn sweep_threshold_below_a_segment_counts_as_one() {
+        let t = table();
+        let hs: Vec<u32> = (0..10).map(|_| t.alloc(EP, 0).unwrap()).collect();
+        for h in hs {
+            t.free(h).unwrap();
+        }
+        // 4095 free entries in segment 0: less than one segment's worth.
+        assert_eq!(t.sweep(0), 0);
+        assert_eq!(t.sweep(1), 0);
+        let s: Vec<u32> = (0..ENTRIES_PER_SEGMENT * 2).map(|_| t.alloc(EP, 0).unwrap()).collect();
+        for h in s {
+            t.free(h).unwrap();
+        }
+        assert_eq!(t.sweep(0), 3);
+        let st = t.stats();
+        assert_eq!((st.committed_segments, st.free, st.live), (0, 0, 0));
+        // The table works again afterwards.
+        let h = t.alloc(EP, 5).unwrap();
+        assert_eq!(t.get_checked(h, 5), EP);
+    }
+
+    #[test]
+    fn separate_instances_do_not_share_handles() {
+        let a = table();
+        let b = table();
+        let ha = a.alloc(EP, 0).unwrap();
+        let hb = b.alloc(EP + 16, 0).unwrap();
+        assert_ne!(ha, hb, "generations are salted per table");
+        assert_eq!(a.get(hb), 0);
+        assert_eq!(b.get(ha), 0);
+        assert_eq!(a.free(hb), Err(Error::InvalidHandle));
+    }
+
+    #[test]
+    fn code_regions_refuse_what_they_should_and_nothing_else() {
+        let t = table();
+        let h0 = t.alloc(0x9000, 0).unwrap();
+        t.code_region_add(0x10000, 0x1000).unwrap();
+        t.code_region_add(0x30000, 0x1000).unwrap();
+        assert_eq!(t.code_region_add(0x10800, 0x1000), Err(Error::InvalidArgument), "overlap");
+        assert_eq!(t.code_region_add(0x10000, 0), Err(Error::InvalidArgument));
+        assert_eq!(t.code_region_add(u64::MAX - 1, 4), Err(Error::InvalidArgument));
+        assert_eq!(t.alloc(0x9000, 0), Err(Error::NotCode));
+        assert_eq!(t.alloc(0x11000, 0), Err(Error::NotCode), "end is exclusive");
+        let h = t.alloc(0x10000, 0).unwrap();
+        t.alloc(0x10FFF, 0).unwrap();
+        t.alloc(0x30010, 0).unwrap();
+        t.alloc(0, 0).expect("placeholders are exempt");
+        assert_eq!(t.set(h, 0x20000), Err(Error::NotCode));
+        assert_eq!(t.get(h), 0x10000);
+        t.set(h, 0x30020).unwrap();
+        t.native_handle(0x7777_0000).expect("natives are exempt");
+        assert_eq!(t.code_region_remove(0x10000, 0x800), Err(Error::InvalidArgument));
+        t.code_region_remove(0x10000, 0x1000).unwrap();
+        t.code_region_remove(0x30000, 0x1000).unwrap();
+        assert_eq!(t.code_region_count(), 0);
+        t.set(h0, 0x9000).unwrap();
+        t.alloc(0x9000, 0).unwrap();
+    }
+
+    #[test]
+    fn set_many_checks_everything_first() {
+        let t = table();
+        let a = t.alloc(EP, 0).unwrap();
+        let b = t.alloc(EP, 0).unwrap();
+        let dead = t.alloc(EP, 0).unwrap();
+        t.free(dead).unwrap();
+        assert_eq!(t.set_many(&[a, dead], &[1, 2]), Err(Error::InvalidHandle));
+        assert_eq!(t.set_many(&[a, b], &[1, 1 << 50]), Err(Error::InvalidArgument));
+        assert_eq!(t.set_many(&[a], &[1, 2]), Err(Error::InvalidArgument));
+        assert_eq!((t.get(a), t.get(b)), (EP, EP), "nothing written");
+        t.set_many(&[a, b], &[0x100, 0x200]).unwrap();
+        assert_eq!((t.get(a), t.get(b)), (0x100, 0x200));
+    }
+
+    #[test]
+    fn stats_count_live_free_and_native() {
+        let t = table();
+        assert_eq!(t.stats().committed_segments, 0);
+        let hs: Vec<u32> = (0..100).map(|_| t.alloc(EP, 0).unwrap()).collect();
+        t.native_handle(0x4000).unwrap();
+        for h in &hs[..40] {
+            t.free(*h).unwrap();
+        }
+        let s = t.stats();
+        assert_eq!(s.capacity, CAPACITY);
+        assert_eq!((s.live, s.native), (60, 1));
+        assert_eq!(s.live + s.native + s.free, s.committed_segments * ENTRIES_PER_SEGMENT as usize - 1);
+        assert_eq!(s.committed_bytes, s.committed_segments * 65536);
+    }
+}
