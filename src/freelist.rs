@@ -134,7 +134,13 @@ impl Freelists {
             // CAS below fails.
             let word = mem.entry(index).entrypoint.load(Acquire);
             let Some(next) = unlink(word) else {
-                cur = Head(head.load(Acquire));
+                // The entry was taken (or its segment released) after we read
+                // the head, so the head has moved on. Refresh it with an RMW,
+                // which reads the latest value: a plain load could keep
+                // returning the stale head, and we would never make progress.
+                cur = match head.compare_exchange(cur.0, cur.0, Acquire, Acquire) {
+                    Ok(same) | Err(same) => Head(same),
+                };
                 continue;
             };
             let new = cur.next(next, cur.free() - 1, false);

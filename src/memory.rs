@@ -22,8 +22,6 @@ pub struct Entry {
     pub(crate) signature: AtomicU64,
 }
 
-const META_SEGMENT_BYTES: usize = ENTRIES_PER_SEGMENT as usize * 2;
-const ENTRY_SEGMENT_BYTES: usize = ENTRIES_PER_SEGMENT as usize * 16;
 
 #[cfg(not(loom))]
 pub(crate) use mmap::Memory;
@@ -44,6 +42,8 @@ mod mmap {
     unsafe impl Sync for Memory {}
 
     const ENTRY_BYTES: usize = TABLE_ENTRIES as usize * 16;
+    const META_SEGMENT_BYTES: usize = ENTRIES_PER_SEGMENT as usize * 2;
+    const ENTRY_SEGMENT_BYTES: usize = ENTRIES_PER_SEGMENT as usize * 16;
     const META_BYTES: usize = TABLE_ENTRIES as usize * 2;
 
     fn reserve(len: usize) -> Result<NonNull<u8>, Error> {

@@ -10,7 +10,10 @@ use crate::handle::{is_user_address, Error};
 use crate::sync::{fence, AtomicU64, AtomicUsize, Mutex, Ordering::*};
 
 /// Most regions that can be registered at once.
+#[cfg(not(loom))]
 pub const MAX_REGIONS: usize = 1024;
+#[cfg(loom)]
+pub const MAX_REGIONS: usize = 2;
 
 pub(crate) struct CodeRegions {
     seq: AtomicU64,

@@ -9,7 +9,11 @@ pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 
-pub(crate) use std::sync::atomic::{fence, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::fence;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::fence;
+pub(crate) use std::sync::atomic::Ordering;
 
 /// A mutex with the small surface the table needs.
 #[cfg(not(loom))]
@@ -61,5 +65,27 @@ impl<T> std::ops::Deref for CachePadded<T> {
     type Target = T;
     fn deref(&self) -> &T {
         &self.0
+    }
+}
+
+/// One step of waiting for another thread's short critical step (a `set`
+/// pinning an entry). Yields to the scheduler after a few spins so that a
+/// preempted pinner gets to run on an oversubscribed machine; under loom it
+/// always yields, as loom requires of spin loops.
+#[inline]
+pub(crate) fn spin_wait(spins: &mut u32) {
+    #[cfg(loom)]
+    {
+        let _ = spins;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(loom))]
+    {
+        *spins += 1;
+        if *spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
     }
 }

@@ -18,7 +18,7 @@ use crate::memory::{Entry, Memory};
 use crate::native::NativeMap;
 use crate::protect::{self, Window};
 use crate::regions::CodeRegions;
-use crate::sync::{AtomicU16, AtomicU32, AtomicU8, AtomicUsize, CachePadded, Mutex, Ordering::*};
+use crate::sync::{spin_wait, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, CachePadded, Mutex, Ordering::*};
 
 /// Number of allocation shards (each with its own current segment).
 #[cfg(not(loom))]
@@ -71,7 +71,8 @@ pub struct Table {
     salt: u8,
 }
 
-static NEXT_SALT: AtomicU8 = AtomicU8::new(0);
+/// Not a model-checked atomic even under loom: it only numbers tables.
+static NEXT_SALT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// Which shard the calling thread allocates from.
 #[inline]
@@ -317,12 +318,13 @@ impl Table {
             return Err(m.refusal(g));
         }
         let _w = Window::open();
+        let mut spins = 0;
         loop {
             if m.pinned() {
                 // A `set` of this very handle is writing its entry: the
                 // caller is freeing a handle it is also using. Wait for the
                 // one store it has left.
-                std::hint::spin_loop();
+                spin_wait(&mut spins);
                 m = Meta(meta.load(Acquire));
             } else {
                 // AcqRel: exactly one of several freers wins, and the winner
@@ -379,6 +381,7 @@ impl Table {
         }
         let meta = self.meta(index);
         let mut m = Meta(meta.load(Acquire));
+        let mut spins = 0;
         // Pin the entry (metadata CAS) so that it cannot be freed, and its
         // segment released, while we store: a store to a released page would
         // fault. Readers ignore the pin.
@@ -387,7 +390,7 @@ impl Table {
                 return Err(set_refusal(m, g));
             }
             if m.pinned() {
-                std::hint::spin_loop(); // another set of this handle
+                spin_wait(&mut spins); // another set of this handle
                 m = Meta(meta.load(Acquire));
                 continue;
             }

@@ -1,0 +1,205 @@
+//! loom models of the lock-free paths, on a table of two segments of four
+//! entries (three allocatable in each). Run with `make loom` (deeper) or as
+//! part of `make check` (LOOM_MAX_PREEMPTIONS=2).
+
+use crate::handle::*;
+use crate::{Error, Table};
+use loom::sync::Arc;
+use loom::thread;
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(2);
+    }
+    b.check(f);
+}
+
+#[test]
+fn alloc_and_free_hand_out_distinct_entries() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        let h0 = t.alloc(0x100, 0).unwrap();
+        let t2 = t.clone();
+        let th = thread::spawn(move || {
+            let h = t2.alloc(0x200, 2).unwrap();
+            assert_eq!(t2.get_checked(h, 2), 0x200);
+            h
+        });
+        t.free(h0).unwrap();
+        let h1 = t.alloc(0x300, 3).unwrap();
+        let h2 = th.join().unwrap();
+        assert_ne!(h1 & INDEX_MASK, h2 & INDEX_MASK);
+        assert_eq!(t.get(h1), 0x300);
+        assert_eq!(t.get(h2), 0x200);
+        assert_eq!(t.get(h0), 0);
+        assert_eq!(t.stats().live, 2);
+    });
+}
+
+#[test]
+fn racing_frees_of_one_handle_have_one_winner() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        let h = t.alloc(0x100, 0).unwrap();
+        let t2 = t.clone();
+        let th = thread::spawn(move || t2.free(h));
+        let mine = t.free(h);
+        let theirs = th.join().unwrap();
+        let wins = [mine, theirs].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "{mine:?} {theirs:?}");
+        assert!(mine == Err(Error::DoubleFree) || theirs == Err(Error::DoubleFree));
+        assert_eq!(t.stats().free, 3);
+    });
+}
+
+#[test]
+fn sweep_racing_alloc_never_loses_or_duplicates_an_entry() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        // Segment 0 full and freed again: empty, so a sweep may release it.
+        let hs: Vec<u32> = (0..3).map(|i| t.alloc(0x100 + i, 0).unwrap()).collect();
+        for &h in &hs {
+            t.free(h).unwrap();
+        }
+        let t2 = t.clone();
+        let sweeper = thread::spawn(move || t2.sweep(0));
+        let h = t.alloc(0x500, 5).unwrap();
+        let released = sweeper.join().unwrap();
+        assert!(released <= 1);
+        assert_eq!(t.get_checked(h, 5), 0x500, "alloc kept its entry");
+        for &old in &hs {
+            assert!(old == h || t.get(old) == 0);
+        }
+        let s = t.stats();
+        assert_eq!(s.live, 1);
+        assert_eq!(s.committed_segments, 1, "either reused segment 0 or released it and grew");
+    });
+}
+
+#[test]
+fn sweep_racing_free_releases_only_when_empty() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        // Segment 0 full (three entries), one entry in segment 1.
+        let hs: Vec<u32> = (0..4).map(|i| t.alloc(0x100 + 16 * i, 0).unwrap()).collect();
+        t.free(hs[3]).unwrap();
+        // Three free entries: below one segment's worth (four), no sweep.
+        assert_eq!(t.sweep(0), 0);
+        let t2 = t.clone();
+        let h0 = hs[0];
+        let th = thread::spawn(move || t2.free(h0).unwrap());
+        // Four free once the free lands: segment 1 (empty) may go, never 0.
+        let released = t.sweep(0);
+        th.join().unwrap();
+        assert!(released <= 1);
+        let released = released + t.sweep(0);
+        assert_eq!(released, 1);
+        assert_eq!(t.get(hs[1]), 0x110);
+        assert_eq!(t.get(hs[2]), 0x120);
+        let s = t.stats();
+        assert_eq!((s.committed_segments, s.live, s.free), (1, 2, 1));
+    });
+}
+
+#[test]
+fn reader_never_sees_the_next_occupant_through_a_stale_handle() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        let old = t.alloc(0x100, 1).unwrap();
+        let t2 = t.clone();
+        let reader = thread::spawn(move || (t2.get(old), t2.get_checked(old, 1)));
+        t.free(old).unwrap();
+        let new = t.alloc(0x900, 1).unwrap();
+        let (v, c) = reader.join().unwrap();
+        assert!(v == 0x100 || v == 0, "{v:#x}");
+        assert!(c == 0x100 || c == 0, "{c:#x}");
+        assert_eq!(t.get(new), 0x900);
+    });
+}
+
+#[test]
+fn growth_race_commits_distinct_entries() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        let t2 = t.clone();
+        let th = thread::spawn(move || [t2.alloc(0x10, 0).unwrap(), t2.alloc(0x20, 0).unwrap()]);
+        let mine = [t.alloc(0x30, 0).unwrap(), t.alloc(0x40, 0).unwrap()];
+        let theirs = th.join().unwrap();
+        let mut all: Vec<u32> = mine.iter().chain(theirs.iter()).map(|h| h & INDEX_MASK).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 4);
+        assert_eq!(t.stats().committed_segments, 2);
+        // Six allocatable entries: two more fit, then the table is full.
+        t.alloc(0x50, 0).unwrap();
+        t.alloc(0x60, 0).unwrap();
+        assert_eq!(t.alloc(0x70, 0), Err(Error::Capacity));
+    });
+}
+
+#[test]
+fn native_creation_racing_lookup_gives_one_handle() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        let t2 = t.clone();
+        let th = thread::spawn(move || t2.native_handle(0x7000).unwrap());
+        let mine = t.native_handle(0x7000).unwrap();
+        let theirs = th.join().unwrap();
+        assert_eq!(mine, theirs);
+        assert_eq!(t.get(mine), 0x7000);
+        assert_eq!(t.stats().native, 1);
+    });
+}
+
+#[test]
+fn set_racing_free_keeps_the_freelist_intact() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        let h = t.alloc(0x100, 0).unwrap();
+        let t2 = t.clone();
+        let th = thread::spawn(move || t2.set(h, 0x200));
+        t.free(h).unwrap();
+        let r = th.join().unwrap();
+        assert!(r.is_ok() || r == Err(Error::InvalidHandle));
+        // All six entries can still be allocated, each exactly once.
+        let mut all: Vec<u32> = (0..6).map(|i| t.alloc(0x1000 + i, 0).unwrap() & INDEX_MASK).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 6);
+    });
+}
+
+#[test]
+fn three_threads_churn_and_sweep() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        // Segment 1 committed and emptied again, so a sweep has work.
+        let hs: Vec<u32> = (0..4).map(|i| t.alloc(0x100 + 16 * i, 0).unwrap()).collect();
+        t.free(hs[3]).unwrap();
+        t.free(hs[2]).unwrap();
+        let churn = |ep: u64| {
+            let t = t.clone();
+            thread::spawn(move || {
+                let h = t.alloc(ep, ep).unwrap();
+                assert_eq!(t.get_checked(h, ep), ep);
+                t.free(h).unwrap();
+                assert_eq!(t.get(h), 0);
+            })
+        };
+        let a = churn(0x1000);
+        let b = churn(0x2000);
+        let released = t.sweep(0);
+        a.join().unwrap();
+        b.join().unwrap();
+        assert!(released <= 1);
+        assert_eq!(t.get(hs[0]), 0x100);
+        assert_eq!(t.get(hs[1]), 0x110);
+        let s = t.stats();
+        assert_eq!(s.live, 2);
+        // Every free entry is still reachable: fill the table exactly.
+        let more: Vec<u32> = (0..4).map(|i| t.alloc(0x3000 + 16 * i, 0).unwrap()).collect();
+        assert_eq!(more.len(), 4);
+        assert_eq!(t.alloc(0x4000, 0), Err(Error::Capacity));
+    });
+}
