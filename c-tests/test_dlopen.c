@@ -1,0 +1,98 @@
+/* A thread that exists before the library is loaded (dlopen after creating
+ * it) can call every function, and read directly after wcpt_thread_attach.
+ * Linux gives such a thread no access to a protection key allocated later. */
+#include "check.h"
+#include "wcpt.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+static struct {
+  wcpt_status (*init)(void);
+  wcpt_handle (*alloc)(uintptr_t, uint64_t);
+  wcpt_status (*free_)(wcpt_handle);
+  uintptr_t (*get)(wcpt_handle);
+  uintptr_t (*get_checked)(wcpt_handle, uint64_t);
+  wcpt_status (*set)(wcpt_handle, uintptr_t);
+  wcpt_handle (*native_handle)(uintptr_t);
+  size_t (*sweep)(size_t);
+  wcpt_status (*stats)(wcpt_stats_t *);
+  const void *(*table_base)(void);
+  wcpt_status (*thread_attach)(void);
+  wcpt_protection (*protection_mode)(void);
+} api;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int loaded;
+
+static void *early_thread(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&mu);
+  while (!loaded) pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+  CHECK_EQ(api.init(), WCPT_OK);
+  wcpt_handle h = api.alloc(0x6100, 6);
+  CHECK(h != WCPT_INVALID_HANDLE);
+  CHECK_EQ(api.get(h), 0x6100);
+  CHECK_EQ(api.get_checked(h, 6), 0x6100);
+  CHECK_EQ(api.set(h, 0x6200), WCPT_OK);
+  wcpt_handle n = api.native_handle(0x6300);
+  CHECK_EQ(api.get(n), 0x6300);
+  wcpt_stats_t s;
+  CHECK_EQ(api.stats(&s), WCPT_OK);
+  api.sweep(0);
+  CHECK_EQ(api.thread_attach(), WCPT_OK);
+  const unsigned char *base = api.table_base();
+  uint64_t direct;
+  memcpy(&direct, base + (h & WCPT_INDEX_MASK) * WCPT_ENTRY_SIZE, 8);
+  CHECK_EQ(direct, 0x6200);
+  CHECK_EQ(api.free_(h), WCPT_OK);
+  CHECK_EQ(api.get(h), 0);
+  return NULL;
+}
+
+#define LOAD(field, name)                                  \
+  do {                                                     \
+    *(void **)&api.field = dlsym(lib, name);               \
+    CHECK(api.field != NULL);                              \
+  } while (0)
+
+static const char *so_path;
+
+static void test_thread_from_before_the_load(void) {
+  pthread_t t;
+  pthread_create(&t, NULL, early_thread, NULL);
+  void *lib = dlopen(so_path, RTLD_NOW);
+  CHECK(lib != NULL);
+  if (!lib) {
+    fprintf(stderr, "dlopen: %s\n", dlerror());
+    return;
+  }
+  LOAD(init, "wcpt_init");
+  LOAD(alloc, "wcpt_alloc");
+  LOAD(free_, "wcpt_free");
+  LOAD(get, "wcpt_get");
+  LOAD(get_checked, "wcpt_get_checked");
+  LOAD(set, "wcpt_set");
+  LOAD(native_handle, "wcpt_native_handle");
+  LOAD(sweep, "wcpt_sweep");
+  LOAD(stats, "wcpt_stats");
+  LOAD(table_base, "wcpt_table_base");
+  LOAD(thread_attach, "wcpt_thread_attach");
+  LOAD(protection_mode, "wcpt_protection_mode");
+  printf("  protection mode: %s\n", api.protection_mode() == WCPT_PROTECTION_PKEYS ? "pkeys" : "none");
+  pthread_mutex_lock(&mu);
+  loaded = 1;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+  pthread_join(t, NULL);
+}
+
+int main(int argc, char **argv) {
+  so_path = argc > 1 ? argv[1] : "libwcpt.so";
+  RUN(test_thread_from_before_the_load);
+  return check_finish("test_dlopen");
+}

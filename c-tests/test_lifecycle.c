@@ -1,0 +1,60 @@
+/* Lazy initialisation, calls before init, teardown and re-initialisation. */
+#include "check.h"
+#include "wcpt.h"
+
+#include <stdint.h>
+
+static void test_calls_before_init_initialise_lazily(void) {
+  /* No wcpt_init() yet: every call works on a fresh table. */
+  CHECK_EQ(wcpt_get(0x00000001), 0);
+  CHECK_EQ(wcpt_free(0x00000001), WCPT_ERR_INVALID_HANDLE);
+  CHECK_EQ(wcpt_sweep(0), 0);
+  wcpt_stats_t s;
+  CHECK_EQ(wcpt_stats(&s), WCPT_OK);
+  CHECK_EQ(s.live, 0);
+  CHECK(wcpt_table_base() != NULL);
+  CHECK_EQ(wcpt_init(), WCPT_OK);
+}
+
+static void test_teardown_releases_and_reinitialises(void) {
+  wcpt_handle h = wcpt_alloc(0x4000, 1);
+  wcpt_handle n = wcpt_native_handle(0x5000);
+  CHECK(h != WCPT_INVALID_HANDLE && n != WCPT_INVALID_HANDLE);
+  wcpt_teardown();
+  wcpt_teardown(); /* idempotent */
+  /* After teardown: a fresh table, and handles from before do not answer,
+   * even once the same index is allocated again. */
+  wcpt_stats_t s;
+  CHECK_EQ(wcpt_stats(&s), WCPT_OK);
+  CHECK_EQ(s.live, 0);
+  CHECK_EQ(s.native, 0);
+  CHECK_EQ(s.committed_segments, 0);
+  CHECK_EQ(wcpt_get(h), 0);
+  wcpt_handle h2 = wcpt_alloc(0x6000, 1);
+  CHECK_EQ(h2 & WCPT_INDEX_MASK, h & WCPT_INDEX_MASK);
+  CHECK(h2 != h);
+  CHECK_EQ(wcpt_get(h), 0);
+  CHECK_EQ(wcpt_free(h), WCPT_ERR_INVALID_HANDLE);
+  CHECK_EQ(wcpt_get(h2), 0x6000);
+  wcpt_handle n2 = wcpt_native_handle(0x5000);
+  CHECK(n2 != WCPT_INVALID_HANDLE);
+  CHECK_EQ(wcpt_get(n2), 0x5000);
+  CHECK_EQ(wcpt_free(h2), WCPT_OK);
+}
+
+static void test_many_teardowns(void) {
+  for (int i = 0; i < 50; i++) {
+    CHECK_EQ(wcpt_init(), WCPT_OK);
+    wcpt_handle h = wcpt_alloc(0x1000 + 16 * (uintptr_t)i, 0);
+    CHECK_EQ(wcpt_get(h), 0x1000 + 16 * (uintptr_t)i);
+    wcpt_teardown();
+  }
+  CHECK_EQ(wcpt_get(1), 0);
+}
+
+int main(void) {
+  RUN(test_calls_before_init_initialise_lazily);
+  RUN(test_teardown_releases_and_reinitialises);
+  RUN(test_many_teardowns);
+  return check_finish("test_lifecycle");
+}
