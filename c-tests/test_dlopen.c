@@ -22,6 +22,14 @@ static struct {
   const void *(*table_base)(void);
   wcpt_status (*thread_attach)(void);
   wcpt_protection (*protection_mode)(void);
+  wcpt_status (*set_many)(const wcpt_handle *, const uintptr_t *, size_t);
+  wcpt_status (*code_region_add)(uintptr_t, size_t);
+  wcpt_status (*code_region_remove)(uintptr_t, size_t);
+  const char *(*status_str)(wcpt_status);
+  wcpt_status (*last_error)(void);
+  void (*signal_enter)(void);
+  const char *(*version)(void);
+  void (*teardown)(void);
 } api;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -49,8 +57,21 @@ static void *early_thread(void *arg) {
   uint64_t direct;
   memcpy(&direct, base + (h & WCPT_INDEX_MASK) * WCPT_ENTRY_SIZE, 8);
   CHECK_EQ(direct, 0x6200);
+  uintptr_t ep = 0x6400;
+  CHECK_EQ(api.set_many(&h, &ep, 1), WCPT_OK);
+  CHECK_EQ(api.get(h), 0x6400);
+  CHECK_EQ(api.code_region_add(0x6000, 0x1000), WCPT_OK);
+  CHECK_EQ(api.alloc(0x9000, 0), WCPT_INVALID_HANDLE);
+  CHECK_EQ(api.last_error(), WCPT_ERR_NOT_CODE);
+  CHECK_EQ(api.code_region_remove(0x6000, 0x1000), WCPT_OK);
+  CHECK(api.status_str(WCPT_ERR_NOT_CODE) != NULL);
+  CHECK(api.version() != NULL);
+  CHECK(api.protection_mode() == WCPT_PROTECTION_NONE || api.protection_mode() == WCPT_PROTECTION_PKEYS);
+  api.signal_enter();
   CHECK_EQ(api.free_(h), WCPT_OK);
   CHECK_EQ(api.get(h), 0);
+  api.teardown();
+  CHECK_EQ(api.init(), WCPT_OK);
   return NULL;
 }
 
@@ -83,6 +104,14 @@ static void test_thread_from_before_the_load(void) {
   LOAD(table_base, "wcpt_table_base");
   LOAD(thread_attach, "wcpt_thread_attach");
   LOAD(protection_mode, "wcpt_protection_mode");
+  LOAD(set_many, "wcpt_set_many");
+  LOAD(code_region_add, "wcpt_code_region_add");
+  LOAD(code_region_remove, "wcpt_code_region_remove");
+  LOAD(status_str, "wcpt_status_str");
+  LOAD(last_error, "wcpt_last_error");
+  LOAD(signal_enter, "wcpt_signal_enter");
+  LOAD(version, "wcpt_version");
+  LOAD(teardown, "wcpt_teardown");
   printf("  protection mode: %s\n", api.protection_mode() == WCPT_PROTECTION_PKEYS ? "pkeys" : "none");
   pthread_mutex_lock(&mu);
   loaded = 1;

@@ -11,7 +11,7 @@ use crate::handle::{self, Error};
 use crate::protect;
 use crate::sync::{Mutex, Ordering::*};
 use crate::table::Table;
-use std::cell::Cell;
+use std::cell::{Cell, UnsafeCell};
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicPtr;
@@ -157,7 +157,7 @@ pub struct wcpt_stats_t {
 }
 
 static GLOBAL: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
-static LIFECYCLE: std::sync::LazyLock<Mutex<()>> = std::sync::LazyLock::new(|| Mutex::new(()));
+static LIFECYCLE: Mutex<()> = Mutex::new(());
 static ATFORK: Once = Once::new();
 
 thread_local! {
@@ -185,7 +185,7 @@ fn init_slow() -> Result<&'static Table, Error> {
     ATFORK.call_once(|| {
         // SAFETY: the handlers are plain functions that stay valid for the
         // life of the process (the library is never unloaded while in use).
-        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release)) };
     });
     let _g = LIFECYCLE.lock();
     let p = GLOBAL.load(Acquire);
@@ -200,32 +200,31 @@ fn init_slow() -> Result<&'static Table, Error> {
     Ok(unsafe { &*t })
 }
 
+/// The locks `fork_prepare` holds until `fork_parent` or `fork_child`.
+struct ForkHeld(UnsafeCell<Option<Box<dyn std::any::Any>>>);
+// SAFETY: only the fork handlers touch it, and only while holding LIFECYCLE
+// (prepare takes it first; parent and child run after prepare, in the forking
+// thread and in the child's only thread), so accesses never overlap.
+unsafe impl Sync for ForkHeld {}
+static FORK_HELD: ForkHeld = ForkHeld(UnsafeCell::new(None));
+
 extern "C" fn fork_prepare() {
-    LIFECYCLE.lock_forever();
+    let lifecycle = LIFECYCLE.lock();
     let p = GLOBAL.load(Acquire);
-    if !p.is_null() {
-        // SAFETY: the table cannot be torn down: we hold LIFECYCLE.
-        unsafe { &*p }.lock_for_fork();
-    }
+    // SAFETY: a non-null GLOBAL is a live table, and it cannot be torn down
+    // while we hold LIFECYCLE (until the parent/child handler drops it).
+    let table_locks = (!p.is_null()).then(|| unsafe { &*p }.lock_all());
+    // Table locks are dropped before LIFECYCLE (tuple fields drop in order).
+    let held: Box<dyn std::any::Any> = Box::new((table_locks, lifecycle));
+    // SAFETY: see ForkHeld; we hold LIFECYCLE.
+    unsafe { *FORK_HELD.0.get() = Some(held) };
 }
 
-fn fork_release() {
-    let p = GLOBAL.load(Acquire);
-    if !p.is_null() {
-        // SAFETY: fork_prepare locked this table's locks and LIFECYCLE; the
-        // parent and the child each release their own copy once.
-        unsafe { (*p).unlock_after_fork() };
-    }
-    // SAFETY: taken by fork_prepare, released once per process.
-    unsafe { LIFECYCLE.unlock_forever() };
-}
-
-extern "C" fn fork_parent() {
-    fork_release();
-}
-
-extern "C" fn fork_child() {
-    fork_release();
+/// Releases what `fork_prepare` took; runs in the parent and in the child.
+extern "C" fn fork_release() {
+    // SAFETY: see ForkHeld; prepare stored it and nothing else runs the
+    // handlers concurrently.
+    drop(unsafe { (*FORK_HELD.0.get()).take() });
 }
 
 /// Runs `f`, turning a panic into `on_panic`: no unwind crosses the ABI.

@@ -128,16 +128,9 @@ impl NativeMap {
         self.len.load(Relaxed)
     }
 
-    #[cfg(not(loom))]
-    pub(crate) fn lock_for_fork(&self) {
-        self.writer.lock_forever();
-    }
-    /// # Safety
-    /// Only after [`NativeMap::lock_for_fork`], from the fork handlers.
-    #[cfg(not(loom))]
-    pub(crate) unsafe fn unlock_after_fork(&self) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.writer.unlock_forever() }
+    /// Holds the writer lock (across `fork`; see `ffi`).
+    pub(crate) fn lock(&self) -> impl Sized + '_ {
+        self.writer.lock()
     }
 }
 

@@ -135,15 +135,8 @@ impl CodeRegions {
         self.truth.lock().len()
     }
 
-    #[cfg(not(loom))]
-    pub(crate) fn lock_for_fork(&self) {
-        self.truth.lock_forever();
-    }
-    /// # Safety
-    /// Only after [`CodeRegions::lock_for_fork`], from the fork handlers.
-    #[cfg(not(loom))]
-    pub(crate) unsafe fn unlock_after_fork(&self) {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.truth.unlock_forever() }
+    /// Holds the writer lock (across `fork`; see `ffi`).
+    pub(crate) fn lock(&self) -> impl Sized + '_ {
+        self.truth.lock()
     }
 }

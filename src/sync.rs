@@ -15,43 +15,35 @@ pub(crate) use loom::sync::atomic::fence;
 pub(crate) use std::sync::atomic::fence;
 pub(crate) use std::sync::atomic::Ordering;
 
-/// A mutex with the small surface the table needs.
-#[cfg(not(loom))]
-pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
+/// A mutex that ignores poisoning (no code of ours panics while holding
+/// one, and a panic at the ABI boundary must not make the table unusable).
+///
+/// std's mutex on Linux is a single futex word with no global state, so a
+/// child process can release a lock that its fork handlers took before the
+/// fork. (parking_lot's is not: an unlock may hand the lock to a parked
+/// thread that does not exist in the child; `make check` caught that.)
+pub(crate) struct Mutex<T>(StdMutex<T>);
 
 #[cfg(not(loom))]
-impl<T> Mutex<T> {
-    pub(crate) fn new(value: T) -> Self {
-        Mutex(parking_lot::Mutex::new(value))
-    }
-    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, T> {
-        self.0.lock()
-    }
-    /// Takes the lock and keeps it held with no guard (fork `prepare` handler).
-    pub(crate) fn lock_forever(&self) {
-        std::mem::forget(self.0.lock());
-    }
-    /// Releases a lock taken by [`Mutex::lock_forever`].
-    ///
-    /// # Safety
-    /// The lock must be held by `lock_forever` and by nothing else: the fork
-    /// handlers pair them, in the parent and in the single-threaded child.
-    pub(crate) unsafe fn unlock_forever(&self) {
-        // SAFETY: the caller guarantees the lock is held with no live guard.
-        unsafe { self.0.force_unlock() }
-    }
-}
-
+use std::sync::Mutex as StdMutex;
+#[cfg(not(loom))]
+pub(crate) use std::sync::MutexGuard;
 #[cfg(loom)]
-pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
-
+use loom::sync::Mutex as StdMutex;
 #[cfg(loom)]
+pub(crate) use loom::sync::MutexGuard;
+
 impl<T> Mutex<T> {
-    pub(crate) fn new(value: T) -> Self {
-        Mutex(loom::sync::Mutex::new(value))
+    #[cfg(not(loom))]
+    pub(crate) const fn new(value: T) -> Self {
+        Mutex(StdMutex::new(value))
     }
-    pub(crate) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
-        self.0.lock().unwrap()
+    #[cfg(loom)]
+    pub(crate) fn new(value: T) -> Self {
+        Mutex(StdMutex::new(value))
+    }
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

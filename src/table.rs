@@ -194,19 +194,21 @@ impl Table {
     /// Allocates an entry holding `entrypoint` and `signature`.
     pub fn alloc(&self, entrypoint: u64, signature: u64) -> Result<u32, Error> {
         self.check_code(entrypoint)?;
-        protect::ensure_read();
+        // One write window for the whole operation: committing a segment on
+        // the way (rare) nests inside it at no cost.
+        let _w = Window::open();
         let index = self.take()?;
         Ok(self.publish(index, entrypoint, signature, Meta::LIVE))
     }
 
-    /// Writes a taken entry and makes it answer to its handle.
+    /// Writes a taken entry and makes it answer to its handle. The caller has
+    /// a write window open.
     #[inline]
     fn publish(&self, index: u32, entrypoint: u64, signature: u64, state: u16) -> u32 {
         let entry = self.entry(index);
         let meta = self.meta(index);
         // We own the entry (popped it): nobody else writes its metadata.
         let m = Meta(meta.load(Relaxed));
-        let _w = Window::open();
         entry.signature.store(signature, Relaxed);
         entry.entrypoint.store(entrypoint, Release);
         // Release: a thread that sees the entry live also sees its contents.
@@ -413,6 +415,7 @@ impl Table {
         }
         protect::ensure_read();
         self.natives.get_or_create(address, || {
+            let _w = Window::open();
             let index = self.take()?;
             Ok(self.publish(index, address, NATIVE_SIGNATURE, Meta::NATIVE))
         })
@@ -488,24 +491,14 @@ impl Table {
         self.regions.count()
     }
 
-    /// Takes every lock of the table and keeps it (fork `prepare`).
-    #[cfg(not(loom))]
-    pub(crate) fn lock_for_fork(&self) {
-        self.grow.lock_forever();
-        self.natives.lock_for_fork();
-        self.regions.lock_for_fork();
-    }
-
-    /// # Safety
-    /// Only after [`Table::lock_for_fork`], in the fork parent or child.
-    #[cfg(not(loom))]
-    pub(crate) unsafe fn unlock_after_fork(&self) {
-        // SAFETY: forwarded: each lock was taken by lock_for_fork.
-        unsafe {
-            self.regions.unlock_after_fork();
-            self.natives.unlock_after_fork();
-            self.grow.unlock_forever();
-        }
+    /// Takes every lock of the table; they are held until the returned value
+    /// is dropped. The fork handlers hold them across `fork`, so that the
+    /// child never inherits a lock held by a thread it does not have.
+    pub(crate) fn lock_all(&self) -> impl Sized + '_ {
+        // Lock order: natives, then grow (creating a native handle commits a
+        // segment while holding the map's lock), then regions (never held
+        // with another).
+        (self.natives.lock(), self.grow.lock(), self.regions.lock())
     }
 }
 
