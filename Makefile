@@ -3,6 +3,7 @@
 #   make demo    build and run the example (examples/)
 #   make check   header check, Rust tests, loom models, C tests (.so and .a)
 #   make loom    the loom models with a deeper preemption bound
+#   make sanitize  the C tests under ASan+UBSan (.so and .a) and valgrind memcheck
 #   make header  regenerate include/wcpt.h with cbindgen
 #   make clean
 
@@ -24,7 +25,7 @@ LOG         := $(BUILD)/check.log
 LOOM_PREEMPTIONS ?= 2
 RUST_SRC    := $(wildcard src/*.rs src/*/*.rs) build.rs cbindgen.toml Cargo.toml
 
-.PHONY: all lib header check c-tests demo loom clean
+.PHONY: all lib header check c-tests demo loom sanitize clean
 
 all: lib
 
@@ -70,6 +71,36 @@ check:
 	  echo "-- $$v/$$t"; $(call run,./$(BUILD)/$$v/$$t); done; done
 	@echo "-- shared/test_dlopen"; $(call run,./$(BUILD)/shared/test_dlopen $(SO))
 	@c-tests/summary.sh $(LOG) $(BUILD)/failed
+
+SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_LOG     := $(BUILD)/sanitize.log
+VALGRIND    := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
+
+$(BUILD)/asan-shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(SAN_FLAGS) $< -o $@ -L$(LIBDIR) -Wl,-rpath,'$$ORIGIN/../../$(LIBDIR)' -lwcpt
+
+$(BUILD)/asan-static/%: c-tests/%.c c-tests/check.h include/wcpt.h $(A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(SAN_FLAGS) $< -o $@ $(A) $(STATIC_LIBS)
+
+# The C tests under AddressSanitizer + UndefinedBehaviorSanitizer (C side),
+# against the .so and the .a, then under valgrind memcheck (protection off;
+# valgrind has no pkeys anyway) in quick mode.
+sanitize: lib c-tests $(foreach t,$(C_TESTS),$(BUILD)/asan-shared/$(t) $(BUILD)/asan-static/$(t))
+	@: > $(SAN_LOG); rm -f $(BUILD)/san-failed
+	@for t in $(C_TESTS); do for v in asan-shared asan-static; do \
+	  echo "-- $$v/$$t"; \
+	  { WCPT_TEST_INSTRUMENTED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 ./$(BUILD)/$$v/$$t; } 2>&1 | tee -a $(SAN_LOG); \
+	  [ $${PIPESTATUS[0]} -eq 0 ] || echo "FAILED: $$v/$$t" >> $(BUILD)/san-failed; done; done
+	@for t in $(C_TESTS); do \
+	  echo "-- valgrind shared/$$t"; \
+	  { WCPT_TEST_QUICK=1 WCPT_TEST_INSTRUMENTED=1 WCPT_PROTECT=off $(VALGRIND) ./$(BUILD)/shared/$$t; } 2>&1 | tee -a $(SAN_LOG); \
+	  [ $${PIPESTATUS[0]} -eq 0 ] || echo "FAILED: valgrind $$t" >> $(BUILD)/san-failed; done
+	@echo "-- valgrind shared/test_dlopen"; \
+	  { WCPT_TEST_QUICK=1 WCPT_PROTECT=off $(VALGRIND) ./$(BUILD)/shared/test_dlopen $(SO); } 2>&1 | tee -a $(SAN_LOG); \
+	  [ $${PIPESTATUS[0]} -eq 0 ] || echo "FAILED: valgrind test_dlopen" >> $(BUILD)/san-failed
+	@c-tests/summary.sh $(SAN_LOG) $(BUILD)/san-failed
 
 loom:
 	LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom" $(CARGO) test --release --lib --target-dir target/loom

@@ -64,6 +64,20 @@ static inline int check_finish(const char *name) {
   return check_failed ? 1 : 0;
 }
 
+/* WCPT_TEST_QUICK=1 (set by `make sanitize` for valgrind and the
+ * sanitizers) shrinks loop counts by this factor. */
+static inline int check_scale(int n) {
+  const char *q = getenv("WCPT_TEST_QUICK");
+  return (q && *q && *q != '0') ? (n / 20 > 0 ? n / 20 : 1) : n;
+}
+
+/* Set by `make sanitize` under valgrind and the sanitizers, whose own
+ * memory makes RLIMIT_DATA and RSS figures meaningless. */
+static inline int check_instrumented(void) {
+  const char *q = getenv("WCPT_TEST_INSTRUMENTED");
+  return q && *q && *q != '0';
+}
+
 /* A small deterministic generator for tests. */
 static inline unsigned long long check_rand(unsigned long long *s) {
   *s ^= *s << 13;

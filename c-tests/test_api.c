@@ -227,7 +227,7 @@ static void test_random_u32_handles(void) {
   unsigned long long s = 0x9E3779B97F4A7C15ull;
   wcpt_handle live = wcpt_alloc(EP, 77);
   int answered = 0;
-  for (int i = 0; i < 1000000; i++) {
+  for (int i = 0; i < check_scale(1000000); i++) {
     wcpt_handle h = (wcpt_handle)check_rand(&s);
     if (h == live) continue;
     answered += wcpt_get(h) != 0;

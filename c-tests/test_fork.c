@@ -31,7 +31,7 @@ static int child_work(const wcpt_handle *mine, int count) {
   alarm(20); /* a deadlock kills the child, which the parent reports */
   for (int i = 0; i < count; i++)
     if (wcpt_get_checked(mine[i], 9) != 0x900000 + 16 * (uintptr_t)i) return 2;
-  for (int i = 0; i < 20000; i++) {
+  for (int i = 0; i < check_scale(20000); i++) {
     wcpt_handle h = wcpt_alloc(0x2000, 1);
     if (h == WCPT_INVALID_HANDLE || wcpt_get(h) != 0x2000) return 3;
     if (wcpt_free(h) != WCPT_OK) return 4;
@@ -46,7 +46,8 @@ static int child_work(const wcpt_handle *mine, int count) {
 }
 
 static void test_fork_while_threads_work(void) {
-  enum { MINE = 1000, FORKS = 100, BUSY = 3 };
+  enum { MINE = 1000, BUSY = 3 };
+  const int FORKS = check_scale(100) < 5 ? 5 : check_scale(100);
   static wcpt_handle mine[MINE];
   for (int i = 0; i < MINE; i++) mine[i] = wcpt_alloc(0x900000 + 16 * (uintptr_t)i, 9);
   pthread_t t[BUSY];

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 static void test_exhaustion(void) {
+  if (getenv("WCPT_TEST_QUICK")) SKIP("16.7 million allocations are too slow in quick mode");
   wcpt_handle nat = wcpt_native_handle(0x7c0000000000ull);
   CHECK(nat != WCPT_INVALID_HANDLE);
   size_t want = WCPT_CAPACITY - 1; /* minus the native handle */
@@ -92,6 +93,7 @@ static int oom_child(void) {
 }
 
 static void test_out_of_memory(void) {
+  if (check_instrumented()) SKIP("RLIMIT_DATA also limits the sanitizer's or valgrind's own memory");
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) _exit(oom_child());

@@ -32,7 +32,8 @@ static void *sweeper(void *arg) {
 
 static void *churn(void *arg) {
   int id = (int)(intptr_t)arg;
-  enum { RING = 256, ROUNDS = 300000 };
+  enum { RING = 256 };
+  const unsigned ROUNDS = (unsigned)check_scale(300000) + RING;
   wcpt_handle ring[RING];
   uintptr_t eps[RING];
   unsigned long long rng = 0x1234 + (unsigned long long)id;
@@ -96,7 +97,7 @@ static void *race_free(void *arg) {
 }
 
 static void test_racing_double_free_has_one_winner(void) {
-  for (int round = 0; round < 20; round++) {
+  for (int round = 0; round < check_scale(20); round++) {
     for (int i = 0; i < RACE; i++) race_handles[i] = wcpt_alloc(0x1000 + 16 * (uintptr_t)i, 0);
     atomic_store(&race_wins, 0);
     atomic_store(&race_double, 0);
@@ -139,9 +140,10 @@ static void test_native_handles_from_many_threads(void) {
 /* V8's WasmCodePointerTableTest.ConcurrentSweep: allocation with holes while
  * two threads sweep; here every kept handle is checked afterwards. */
 static void test_concurrent_sweep_keeps_values(void) {
-  enum { ROUNDS = 16, PER = 3 * WCPT_ENTRIES_PER_SEGMENT };
-  static wcpt_handle kept[ROUNDS * PER];
-  static uintptr_t kept_ep[ROUNDS * PER];
+  enum { MAX_ROUNDS = 16, PER = 3 * WCPT_ENTRIES_PER_SEGMENT };
+  const int ROUNDS = check_scale(MAX_ROUNDS) < 2 ? 2 : check_scale(MAX_ROUNDS);
+  static wcpt_handle kept[MAX_ROUNDS * PER];
+  static uintptr_t kept_ep[MAX_ROUNDS * PER];
   static wcpt_handle batch[PER];
   size_t nkept = 0;
   atomic_size_t released = 0;
