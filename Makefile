@@ -4,6 +4,7 @@
 #   make check   header check, Rust tests, loom models, C tests (.so and .a)
 #   make loom    the loom models with a deeper preemption bound
 #   make sanitize  the C tests under ASan+UBSan (.so and .a) and valgrind memcheck
+#   make fuzz    differential fuzzing with cargo-fuzz (nightly), FUZZ_SECONDS=120
 #   make header  regenerate include/wcpt.h with cbindgen
 #   make clean
 
@@ -25,7 +26,7 @@ LOG         := $(BUILD)/check.log
 LOOM_PREEMPTIONS ?= 2
 RUST_SRC    := $(wildcard src/*.rs src/*/*.rs) build.rs cbindgen.toml Cargo.toml
 
-.PHONY: all lib header check c-tests demo loom sanitize clean
+.PHONY: all lib header check c-tests demo loom sanitize fuzz clean
 
 all: lib
 
@@ -101,6 +102,16 @@ sanitize: lib c-tests $(foreach t,$(C_TESTS),$(BUILD)/asan-shared/$(t) $(BUILD)/
 	  { WCPT_TEST_QUICK=1 WCPT_PROTECT=off $(VALGRIND) ./$(BUILD)/shared/test_dlopen $(SO); } 2>&1 | tee -a $(SAN_LOG); \
 	  [ $${PIPESTATUS[0]} -eq 0 ] || echo "FAILED: valgrind test_dlopen" >> $(BUILD)/san-failed
 	@c-tests/summary.sh $(SAN_LOG) $(BUILD)/san-failed
+
+FUZZ_SECONDS ?= 120
+
+# New inputs go to fuzz/corpus-work (ignored by git); the committed corpus in
+# fuzz/corpus/differential is replayed by `cargo test` (tests/fuzz_replay.rs).
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@mkdir -p fuzz/corpus-work
+	cargo +nightly fuzz run differential fuzz/corpus-work fuzz/corpus/differential -- \
+	  -max_total_time=$(FUZZ_SECONDS) -max_len=4096
 
 loom:
 	LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom" $(CARGO) test --release --lib --target-dir target/loom
