@@ -5,6 +5,7 @@
 #   make loom    the loom models with a deeper preemption bound
 #   make sanitize  the C tests under ASan+UBSan (.so and .a) and valgrind memcheck
 #   make fuzz    differential fuzzing with cargo-fuzz (nightly), FUZZ_SECONDS=120
+#   make soak    a bounded soak run on all cores, SOAK_SECONDS=120
 #   make header  regenerate include/wcpt.h with cbindgen
 #   make clean
 
@@ -26,7 +27,7 @@ LOG         := $(BUILD)/check.log
 LOOM_PREEMPTIONS ?= 2
 RUST_SRC    := $(wildcard src/*.rs src/*/*.rs) build.rs cbindgen.toml Cargo.toml
 
-.PHONY: all lib header check c-tests demo loom sanitize fuzz clean
+.PHONY: all lib header check c-tests demo loom sanitize fuzz soak clean
 
 all: lib
 
@@ -102,6 +103,15 @@ sanitize: lib c-tests $(foreach t,$(C_TESTS),$(BUILD)/asan-shared/$(t) $(BUILD)/
 	  { WCPT_TEST_QUICK=1 WCPT_PROTECT=off $(VALGRIND) ./$(BUILD)/shared/test_dlopen $(SO); } 2>&1 | tee -a $(SAN_LOG); \
 	  [ $${PIPESTATUS[0]} -eq 0 ] || echo "FAILED: valgrind test_dlopen" >> $(BUILD)/san-failed
 	@c-tests/summary.sh $(SAN_LOG) $(BUILD)/san-failed
+
+SOAK_SECONDS ?= 120
+
+$(BUILD)/soak: c-tests/soak.c include/wcpt.h $(A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(A) $(STATIC_LIBS)
+
+soak: $(BUILD)/soak
+	./$(BUILD)/soak $(SOAK_SECONDS)
 
 FUZZ_SECONDS ?= 120
 
