@@ -7,6 +7,7 @@
 #   make fuzz    differential fuzzing with cargo-fuzz (nightly), FUZZ_SECONDS=120
 #   make soak    a bounded soak run on all cores, SOAK_SECONDS=120
 #   make header  regenerate include/wcpt.h with cbindgen
+#   make install PREFIX=/usr/local DESTDIR=    (and make uninstall)
 #   make clean
 
 SHELL       := /bin/bash
@@ -26,8 +27,16 @@ C_TESTS     := test_api test_bad_input test_threads test_lifecycle test_sweep_rs
 LOG         := $(BUILD)/check.log
 LOOM_PREEMPTIONS ?= 2
 RUST_SRC    := $(wildcard src/*.rs src/*/*.rs) build.rs cbindgen.toml Cargo.toml
+VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+MAJOR       := $(word 1,$(subst ., ,$(VERSION)))
+MINOR       := $(word 2,$(subst ., ,$(VERSION)))
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+INSTALLED   := lib/libwcpt.so.$(VERSION) lib/libwcpt.so.$(MAJOR) lib/libwcpt.so lib/libwcpt.a \
+               include/wcpt.h lib/pkgconfig/wcpt.pc \
+               lib/cmake/wcpt/wcptConfig.cmake lib/cmake/wcpt/wcptConfigVersion.cmake
 
-.PHONY: all lib header check c-tests demo loom sanitize fuzz soak clean
+.PHONY: all lib header check c-tests demo loom sanitize fuzz soak install uninstall install-check clean
 
 all: lib
 
@@ -72,6 +81,8 @@ check:
 	@for t in $(C_TESTS); do for v in shared static; do \
 	  echo "-- $$v/$$t"; $(call run,./$(BUILD)/$$v/$$t); done; done
 	@echo "-- shared/test_dlopen"; $(call run,./$(BUILD)/shared/test_dlopen $(SO))
+	@echo "== install, pkg-config, C++ and CMake consumers"
+	@$(call run,$(MAKE) --no-print-directory install-check)
 	@c-tests/summary.sh $(LOG) $(BUILD)/failed
 
 SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -132,6 +143,50 @@ $(BUILD)/demo: examples/demo.c include/wcpt.h $(A)
 
 demo: $(BUILD)/demo
 	./$(BUILD)/demo
+
+# The staticlib's native dependencies, as rustc reports them (for
+# Libs.private and the CMake static target). A separate target dir, so the
+# main build is not disturbed; cleaning wcpt there makes rustc print again.
+$(BUILD)/native-static-libs.txt: $(RUST_SRC)
+	@mkdir -p $(BUILD)
+	@$(CARGO) clean -q --release -p wcpt --target-dir target/nsl 2>/dev/null || true
+	$(CARGO) rustc -q --release --lib --crate-type staticlib --target-dir target/nsl -- --print native-static-libs 2>&1 \
+	  | sed -n 's/.*native-static-libs: //p' | tail -1 > $@.tmp
+	@test -s $@.tmp && mv $@.tmp $@
+
+install: lib $(BUILD)/native-static-libs.txt
+	@libs="$$(cat $(BUILD)/native-static-libs.txt)"; \
+	cmake_libs="$$(echo $$libs | sed 's/-l//g; s/ /;/g')"; \
+	L="$(DESTDIR)$(PREFIX)/lib"; \
+	set -e; \
+	install -d "$$L/pkgconfig" "$$L/cmake/wcpt" "$(DESTDIR)$(PREFIX)/include"; \
+	install -m 755 $(SO) "$$L/libwcpt.so.$(VERSION)"; \
+	ln -sf libwcpt.so.$(VERSION) "$$L/libwcpt.so.$(MAJOR)"; \
+	ln -sf libwcpt.so.$(MAJOR) "$$L/libwcpt.so"; \
+	install -m 644 $(A) "$$L/libwcpt.a"; \
+	install -m 644 include/wcpt.h "$(DESTDIR)$(PREFIX)/include/wcpt.h"; \
+	subst="s|@PREFIX@|$(PREFIX)|g; s|@VERSION@|$(VERSION)|g; s|@MAJOR@|$(MAJOR)|g; s|@MINOR@|$(MINOR)|g; s|@LIBS_PRIVATE@|$$libs|g; s|@CMAKE_LIBS@|$$cmake_libs|g"; \
+	sed "$$subst" packaging/wcpt.pc.in > "$$L/pkgconfig/wcpt.pc"; \
+	sed "$$subst" packaging/wcptConfig.cmake.in > "$$L/cmake/wcpt/wcptConfig.cmake"; \
+	sed "$$subst" packaging/wcptConfigVersion.cmake.in > "$$L/cmake/wcpt/wcptConfigVersion.cmake"; \
+	echo "installed wcpt $(VERSION) in $(DESTDIR)$(PREFIX)"
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/,$(INSTALLED))
+	-rmdir "$(DESTDIR)$(PREFIX)/lib/cmake/wcpt" 2>/dev/null
+
+STAGE := $(abspath $(BUILD)/stage)
+
+# Installs into a DESTDIR, builds and runs the consumers against it, then
+# uninstalls and checks that nothing is left behind.
+install-check: lib
+	@rm -rf $(STAGE)
+	@$(MAKE) --no-print-directory install DESTDIR=$(STAGE) PREFIX=/usr/local > /dev/null
+	@VERSION=$(VERSION) c-tests/consumers/run.sh $(STAGE) /usr/local $(SO); status=$$?; \
+	$(MAKE) --no-print-directory uninstall DESTDIR=$(STAGE) PREFIX=/usr/local > /dev/null; \
+	left=$$(find $(STAGE) -type f -o -type l); \
+	if [ -n "$$left" ]; then echo "uninstall left: $$left"; echo "test_uninstall: 0 passed, 1 failed, 0 skipped"; exit 1; fi; \
+	echo "test_uninstall: 1 passed, 0 failed, 0 skipped"; exit $$status
 
 clean:
 	rm -rf $(BUILD)
