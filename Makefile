@@ -1,6 +1,6 @@
 # wcpt: build, test, demo and benchmarks.
 #
-#   make demo    build and run the example (examples/)
+#   make demo    build and run the mini JIT (examples/minijit.c)
 #   make check   header check, Rust tests, loom models, C tests (.so and .a)
 #   make loom    the loom models with a deeper preemption bound
 #   make sanitize  the C tests under ASan+UBSan (.so and .a) and valgrind memcheck
@@ -40,7 +40,11 @@ INSTALLED   := lib/libwcpt.so.$(VERSION) lib/libwcpt.so.$(MAJOR) lib/libwcpt.so 
 
 all: lib
 
-lib: $(SO) $(A)
+lib: $(SO) $(A) $(LIBDIR)/libwcpt.so.$(MAJOR)
+
+# Programs linked against the .so need it under its SONAME.
+$(LIBDIR)/libwcpt.so.$(MAJOR): $(SO)
+	ln -sf libwcpt.so $@
 
 $(SO) $(A) &: $(RUST_SRC)
 	$(CARGO) build --release
@@ -49,7 +53,7 @@ $(SO) $(A) &: $(RUST_SRC)
 header:
 	$(CARGO) build --release
 
-$(BUILD)/shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO)
+$(BUILD)/shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO) $(LIBDIR)/libwcpt.so.$(MAJOR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ -L$(LIBDIR) -Wl,-rpath,'$$ORIGIN/../../$(LIBDIR)' -lwcpt
 
@@ -81,6 +85,10 @@ check:
 	@for t in $(C_TESTS); do for v in shared static; do \
 	  echo "-- $$v/$$t"; $(call run,./$(BUILD)/$$v/$$t); done; done
 	@echo "-- shared/test_dlopen"; $(call run,./$(BUILD)/shared/test_dlopen $(SO))
+	@$(MAKE) --no-print-directory $(BUILD)/minijit > /dev/null
+	@echo "-- minijit (make demo)"; if ./$(BUILD)/minijit > $(BUILD)/minijit.out 2>&1; \
+	  then echo "test_minijit: 1 passed, 0 failed, 0 skipped" | tee -a $(LOG); \
+	  else cat $(BUILD)/minijit.out; echo "FAILED: minijit" >> $(BUILD)/failed; fi
 	@echo "== install, pkg-config, C++ and CMake consumers"
 	@$(call run,$(MAKE) --no-print-directory install-check)
 	@c-tests/summary.sh $(LOG) $(BUILD)/failed
@@ -89,7 +97,7 @@ SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-
 SAN_LOG     := $(BUILD)/sanitize.log
 VALGRIND    := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
 
-$(BUILD)/asan-shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO)
+$(BUILD)/asan-shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO) $(LIBDIR)/libwcpt.so.$(MAJOR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(SAN_FLAGS) $< -o $@ -L$(LIBDIR) -Wl,-rpath,'$$ORIGIN/../../$(LIBDIR)' -lwcpt
 
@@ -137,12 +145,12 @@ fuzz:
 loom:
 	LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom" $(CARGO) test --release --lib --target-dir target/loom
 
-$(BUILD)/demo: examples/demo.c include/wcpt.h $(A)
+$(BUILD)/minijit: examples/minijit.c include/wcpt.h $(A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(A) $(STATIC_LIBS)
 
-demo: $(BUILD)/demo
-	./$(BUILD)/demo
+demo: $(BUILD)/minijit
+	./$(BUILD)/minijit
 
 # The staticlib's native dependencies, as rustc reports them (for
 # Libs.private and the CMake static target). A separate target dir, so the

@@ -1,0 +1,232 @@
+/* minijit: a tiny x86-64 JIT that calls its code through wcpt.
+ *
+ * It writes machine code for a few functions into memory it maps, registers
+ * that memory as code, allocates a table entry per function with a signature
+ * hash, and emits its own call thunk -- the sequence generated code would use:
+ *
+ *     mov   eax, edi                 ; the handle
+ *     and   eax, WCPT_INDEX_MASK     ; -> index (the table is 2^24 entries: no bounds check)
+ *     shl   rax, 4                   ; * WCPT_ENTRY_SIZE
+ *     mov   rcx, <table base>
+ *     add   rcx, rax                 ; the entry
+ *     mov   rax, <signature>
+ *     cmp   [rcx + 8], rax           ; signature check
+ *     jne   mismatch
+ *     jmp   [rcx]                    ; tail call through the entrypoint
+ *
+ * Then it tiers a function up by emitting a faster version and calling
+ * wcpt_set, calls a host function through a native handle, shows a wrong
+ * signature and a stale handle being caught, frees and sweeps. */
+#include "wcpt.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#if !defined(__x86_64__)
+int main(void) {
+  printf("minijit emits x86-64 machine code, and this machine is not x86-64.\n"
+         "wcpt itself works here; only this example needs x86-64.\n");
+  return 0;
+}
+#else
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Signature hashes the engine assigns to its function types. */
+#define SIG_I64_I64_TO_I64 0x5167a1b2c3d4e5f6ull /* (i64, i64) -> i64 */
+#define SIG_I64_TO_I64 0x00000000a1b2c3d4ull     /* (i64) -> i64 */
+#define MISMATCH 0x7fffffffffffbad5ll            /* what the thunk returns on a bad signature */
+
+typedef long (*thunk_fn)(wcpt_handle, long, long);
+
+/* A page of code: written while RW, then flipped to RX (never both). */
+struct code {
+  unsigned char *base;
+  size_t len, cap;
+};
+
+static int code_map(struct code *c, size_t cap) {
+  c->base = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  c->len = 0;
+  c->cap = cap;
+  return c->base == MAP_FAILED ? -1 : 0;
+}
+static void emit(struct code *c, const void *bytes, size_t n) {
+  memcpy(c->base + c->len, bytes, n);
+  c->len += n;
+}
+static void emit64(struct code *c, uint64_t v) { emit(c, &v, 8); }
+static unsigned char *here(struct code *c) { return c->base + c->len; }
+static void seal(struct code *c) { mprotect(c->base, c->cap, PROT_READ | PROT_EXEC); }
+
+/* add(a, b) = a + b:   lea rax, [rdi + rsi]; ret */
+static void *emit_add(struct code *c) {
+  void *f = here(c);
+  emit(c, "\x48\x8d\x04\x37\xc3", 5);
+  return f;
+}
+/* mul(a, b) = a * b:   mov rax, rdi; imul rax, rsi; ret */
+static void *emit_mul(struct code *c) {
+  void *f = here(c);
+  emit(c, "\x48\x89\xf8\x48\x0f\xaf\xc6\xc3", 8);
+  return f;
+}
+/* sum_to(n), tier 0: a loop adding n + (n-1) + ... + 1 */
+static void *emit_sum_to_loop(struct code *c) {
+  void *f = here(c);
+  emit(c, "\x31\xc0"         /*      xor eax, eax      */
+          "\x48\x85\xff"     /*      test rdi, rdi     */
+          "\x7e\x08"         /*      jle done          */
+          "\x48\x01\xf8"     /* top: add rax, rdi      */
+          "\x48\xff\xcf"     /*      dec rdi           */
+          "\x75\xf8"         /*      jnz top           */
+          "\xc3",            /* done: ret              */
+       16);
+  return f;
+}
+/* sum_to(n), tier 1: n * (n + 1) / 2 */
+static void *emit_sum_to_closed(struct code *c) {
+  void *f = here(c);
+  emit(c, "\x48\x8d\x47\x01"  /* lea rax, [rdi + 1] */
+          "\x48\x0f\xaf\xc7"  /* imul rax, rdi      */
+          "\x48\xd1\xe8"      /* shr rax, 1         */
+          "\xc3",             /* ret                */
+       12);
+  return f;
+}
+
+/* The call sequence generated code uses: thunk(handle, a, b) calls the
+ * handle's entrypoint with (a, b) if its signature is `sig`, else returns
+ * MISMATCH. The table base and the signature are baked into the code. */
+static thunk_fn emit_call_thunk(struct code *c, const void *table_base, uint64_t sig) {
+  void *f = here(c);
+  emit(c, "\x89\xf8", 2);                 /* mov eax, edi               */
+  emit(c, "\x25\xff\xff\xff\x00", 5);     /* and eax, WCPT_INDEX_MASK   */
+  emit(c, "\x48\xc1\xe0\x04", 4);         /* shl rax, 4 (entry size 16) */
+  emit(c, "\x48\xb9", 2);                 /* mov rcx, imm64             */
+  emit64(c, (uint64_t)(uintptr_t)table_base);
+  emit(c, "\x48\x01\xc1", 3);             /* add rcx, rax               */
+  emit(c, "\x48\xb8", 2);                 /* mov rax, imm64             */
+  emit64(c, sig);
+  emit(c, "\x48\x39\x41\x08", 4);         /* cmp [rcx + 8], rax         */
+  emit(c, "\x75\x08", 2);                 /* jne mismatch               */
+  emit(c, "\x48\x89\xf7", 3);             /* mov rdi, rsi               */
+  emit(c, "\x48\x89\xd6", 3);             /* mov rsi, rdx               */
+  emit(c, "\xff\x21", 2);                 /* jmp [rcx]                  */
+  emit(c, "\x48\xb8", 2);                 /* mismatch: mov rax, imm64   */
+  emit64(c, (uint64_t)MISMATCH);
+  emit(c, "\xc3", 1);                     /* ret                        */
+  _Static_assert(WCPT_INDEX_MASK == 0x00FFFFFF && WCPT_ENTRY_SIZE == 16 && WCPT_SIGNATURE_OFFSET == 8 &&
+                     WCPT_ENTRYPOINT_OFFSET == 0,
+                 "the thunk bakes in the entry layout");
+  thunk_fn t;
+  memcpy(&t, &f, sizeof t);
+  return t;
+}
+
+/* A host (C) function the JIT code calls through a native handle. */
+static long host_max(long a, long b) { return a > b ? a : b; }
+
+static void stats(const char *when) {
+  wcpt_stats_t s;
+  wcpt_stats(&s);
+  printf("   table %s: %zu live, %zu native, %zu free in %zu committed segment(s) (%zu KiB)\n", when,
+         s.live, s.native, s.free, s.committed_segments, s.committed_bytes >> 10);
+}
+
+static void show(const char *what, long got) {
+  if (got == MISMATCH) printf("   %-34s -> refused: signature mismatch\n", what);
+  else printf("   %-34s -> %ld\n", what, got);
+}
+
+int main(void) {
+  printf("minijit: x86-64 code called through wcpt %s (write protection: %s)\n\n", wcpt_version(),
+         wcpt_protection_mode() == WCPT_PROTECTION_PKEYS ? "pkeys" : "none on this machine");
+  if (wcpt_init() != WCPT_OK) return 1;
+
+  struct code tier0, tier1, thunks;
+  if (code_map(&tier0, 4096) || code_map(&tier1, 4096) || code_map(&thunks, 4096)) return 1;
+
+  printf("1. Compile add, mul and sum_to (a loop) into a fresh code page, register it.\n");
+  void *add = emit_add(&tier0), *mul = emit_mul(&tier0), *sum_loop = emit_sum_to_loop(&tier0);
+  seal(&tier0);
+  wcpt_code_region_add((uintptr_t)tier0.base, tier0.cap);
+  wcpt_handle h_add = wcpt_alloc((uintptr_t)add, SIG_I64_I64_TO_I64);
+  wcpt_handle h_mul = wcpt_alloc((uintptr_t)mul, SIG_I64_I64_TO_I64);
+  wcpt_handle h_sum = wcpt_alloc((uintptr_t)sum_loop, SIG_I64_TO_I64);
+  printf("   handles: add=%#010x mul=%#010x sum_to=%#010x\n", h_add, h_mul, h_sum);
+  static long not_code;
+  wcpt_handle bad = wcpt_alloc((uintptr_t)&not_code, SIG_I64_TO_I64);
+  printf("   an entry pointing at data instead of code: %s\n",
+         bad == WCPT_INVALID_HANDLE ? wcpt_status_str(wcpt_last_error()) : "accepted?!");
+
+  printf("\n2. Emit the call sequence generated code uses (one per signature) and call through it.\n");
+  thunk_fn call2 = emit_call_thunk(&thunks, wcpt_table_base(), SIG_I64_I64_TO_I64);
+  thunk_fn call1 = emit_call_thunk(&thunks, wcpt_table_base(), SIG_I64_TO_I64);
+  thunk_fn call_native = emit_call_thunk(&thunks, wcpt_table_base(), WCPT_NATIVE_SIGNATURE);
+  seal(&thunks);
+  show("add(40, 2)", call2(h_add, 40, 2));
+  show("mul(6, 7)", call2(h_mul, 6, 7));
+  show("sum_to(1000000) [tier 0: loop]", call1(h_sum, 1000000, 0));
+
+  printf("\n3. Tier up sum_to: emit n*(n+1)/2 on a new page and wcpt_set the same handle.\n");
+  void *sum_closed = emit_sum_to_closed(&tier1);
+  seal(&tier1);
+  printf("   before registering the new page: wcpt_set -> %s\n",
+         wcpt_status_str(wcpt_set(h_sum, (uintptr_t)sum_closed)));
+  wcpt_code_region_add((uintptr_t)tier1.base, tier1.cap);
+  printf("   after registering it:            wcpt_set -> %s\n",
+         wcpt_status_str(wcpt_set(h_sum, (uintptr_t)sum_closed)));
+  show("sum_to(1000000) [tier 1: closed]", call1(h_sum, 1000000, 0));
+
+  printf("\n4. Call a host function through its native handle.\n");
+  wcpt_handle h_host = wcpt_native_handle((uintptr_t)&host_max);
+  printf("   native handle for host_max: %#010x (asked again: %#010x)\n", h_host,
+         wcpt_native_handle((uintptr_t)&host_max));
+  show("host_max(3, 9)", call_native(h_host, 3, 9));
+  printf("   wcpt_free on it: %s\n", wcpt_status_str(wcpt_free(h_host)));
+
+  printf("\n5. Bad calls are caught.\n");
+  show("mul through the (i64)->i64 thunk", call1(h_mul, 6, 7));
+  printf("   wcpt_get_checked(mul, wrong signature) = %#lx\n",
+         (unsigned long)wcpt_get_checked(h_mul, SIG_I64_TO_I64));
+  wcpt_free(h_mul);
+  printf("   mul freed. Its stale handle: wcpt_get = %#lx, wcpt_free again -> %s\n",
+         (unsigned long)wcpt_get(h_mul), wcpt_status_str(wcpt_free(h_mul)));
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    call2(h_mul, 6, 7); /* a freed entry's entrypoint is non-canonical */
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  printf("   a raw JIT call through the freed entry (in a child): %s\n",
+         WIFSIGNALED(status) ? "faulted instead of jumping anywhere" : "returned?!");
+  wcpt_handle reuse = wcpt_alloc((uintptr_t)add, SIG_I64_I64_TO_I64);
+  printf("   the slot is reused by %#010x; the stale %#010x still gets %#lx from wcpt_get\n", reuse,
+         h_mul, (unsigned long)wcpt_get(h_mul));
+  printf("   (the thunk checks index and signature only; where a handle may be stale, the\n"
+         "    generation check is wcpt_get_checked's)\n");
+
+  printf("\n6. Free and sweep.\n");
+  enum { MANY = 50000 };
+  static wcpt_handle many[MANY];
+  for (int i = 0; i < MANY; i++) many[i] = wcpt_alloc((uintptr_t)add, SIG_I64_I64_TO_I64);
+  stats("with 50000 more functions");
+  for (int i = 0; i < MANY; i++) wcpt_free(many[i]);
+  printf("   freed them; wcpt_sweep(0) gave %zu segment(s) back to the OS\n", wcpt_sweep(0));
+  stats("after the sweep");
+  show("add(1, 2) still works", call2(h_add, 1, 2));
+
+  wcpt_teardown();
+  munmap(tier0.base, tier0.cap);
+  munmap(tier1.base, tier1.cap);
+  munmap(thunks.base, thunks.cap);
+  return 0;
+}
+#endif
