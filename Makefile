@@ -6,6 +6,7 @@
 #   make sanitize  the C tests under ASan+UBSan (.so and .a) and valgrind memcheck
 #   make fuzz    differential fuzzing with cargo-fuzz (nightly), FUZZ_SECONDS=120
 #   make soak    a bounded soak run on all cores, SOAK_SECONDS=120
+#   make bench   wcpt against a V8 model, sharded-slab and the floor; writes BENCHMARKS.md
 #   make header  regenerate include/wcpt.h with cbindgen
 #   make install PREFIX=/usr/local DESTDIR=    (and make uninstall)
 #   make clean
@@ -36,7 +37,7 @@ INSTALLED   := lib/libwcpt.so.$(VERSION) lib/libwcpt.so.$(MAJOR) lib/libwcpt.so 
                include/wcpt.h lib/pkgconfig/wcpt.pc \
                lib/cmake/wcpt/wcptConfig.cmake lib/cmake/wcpt/wcptConfigVersion.cmake
 
-.PHONY: all lib header check c-tests demo loom sanitize fuzz soak install uninstall install-check clean
+.PHONY: all lib header check c-tests demo loom sanitize fuzz soak install uninstall install-check bench clean
 
 all: lib
 
@@ -122,6 +123,32 @@ sanitize: lib c-tests $(foreach t,$(C_TESTS),$(BUILD)/asan-shared/$(t) $(BUILD)/
 	  { WCPT_TEST_QUICK=1 WCPT_PROTECT=off $(VALGRIND) ./$(BUILD)/shared/test_dlopen $(SO); } 2>&1 | tee -a $(SAN_LOG); \
 	  [ $${PIPESTATUS[0]} -eq 0 ] || echo "FAILED: valgrind test_dlopen" >> $(BUILD)/san-failed
 	@c-tests/summary.sh $(SAN_LOG) $(BUILD)/san-failed
+
+BENCH_BIN = $$(ls -t target/release/deps/bench-* | grep -v '\.d$$' | head -1)
+
+# Runs the benchmarks (one release binary, every baseline in the same run)
+# under /usr/bin/time -v, then counts instructions per alloc+free pair with
+# callgrind, and appends both to BENCHMARKS.md. perf stat is used where the
+# machine supports hardware counters.
+bench:
+	$(CARGO) bench --bench bench --no-run
+	@BENCH_DATE="$$(date -u '+%Y-%m-%d %H:%M UTC')" BENCH_COMMIT="$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+	  BENCH_OUT=$(CURDIR)/BENCHMARKS.md /usr/bin/time -v -o $(BUILD)/bench-time.txt $(BENCH_BIN) --bench
+	@{ echo; echo "## Whole process (/usr/bin/time -v)"; echo; \
+	  grep -E "Elapsed|Maximum resident|Percent of CPU|context switches" $(BUILD)/bench-time.txt | sed 's/^\s*/- /'; } \
+	  | tee -a BENCHMARKS.md
+	@{ echo; echo "## Instructions per alloc+free pair (valgrind --tool=callgrind)"; echo; \
+	  for impl in wcpt v8; do \
+	    BENCH_ONLY=profile-$$impl valgrind --tool=callgrind --callgrind-out-file=$(BUILD)/callgrind.$$impl \
+	      --toggle-collect='*pairs_'$$impl'*' $(BENCH_BIN) --bench > /dev/null 2>&1; \
+	    ir=$$(callgrind_annotate $(BUILD)/callgrind.$$impl 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $$1); print $$1}'); \
+	    echo "- $$impl: $$(( ir / 110000 )) instructions per pair (110,000 pairs, under WCPT_PROTECT as set)"; \
+	  done; \
+	  if perf stat -e instructions true 2>&1 | grep -q "not supported"; then \
+	    echo "- perf stat: hardware counters are not supported on this machine"; \
+	  else \
+	    echo "- perf stat (wcpt pairs):"; BENCH_ONLY=profile-wcpt perf stat -e cycles,instructions $(BENCH_BIN) --bench 2>&1 | grep -E "cycles|instructions" | sed 's/^/  /'; \
+	  fi; } | tee -a BENCHMARKS.md
 
 SOAK_SECONDS ?= 120
 

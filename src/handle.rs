@@ -127,11 +127,6 @@ impl Meta {
     pub(crate) fn with_state(self, state: u16) -> Meta {
         Meta((self.0 & !Self::STATE_MASK) | state)
     }
-    /// Whether a handle of generation `g` names this entry while it is allocated.
-    #[inline]
-    pub(crate) fn answers(self, g: u8) -> bool {
-        self.generation() == g && self.state() != Self::FREE
-    }
     /// The word after freeing: the next generation, free.
     #[inline]
     pub(crate) fn freed(self) -> Meta {
@@ -170,7 +165,7 @@ mod tests {
     #[test]
     fn meta_generations_and_refusals() {
         let m = Meta(0).with_state(Meta::LIVE);
-        assert!(m.answers(0));
+        assert!(m.is_live(0));
         let f = m.freed();
         assert_eq!(f.generation(), 1);
         assert_eq!(f.refusal(0), Error::DoubleFree);

@@ -152,13 +152,14 @@ impl Table {
         if index >= TABLE_ENTRIES {
             return 0; // only reachable in the small loom tables
         }
-        // The entry is read before its metadata, with Acquire: if the
-        // metadata still names generation `g` afterwards, the entrypoint was
-        // written for this generation (or, for a handle nobody was given yet,
-        // is a free link, which is not a user address).
+        // The entry is read before its generation byte, with Acquire. A free
+        // entry's word is a link, not a user address; an allocated one was
+        // written after its generation was last bumped (free bumps it before
+        // the entry can be reused), so if the byte still says `g` after the
+        // entry was read, the entry was written for generation `g`.
         let entrypoint = self.entry(index).entrypoint.load(Acquire);
-        let meta = Meta(self.meta(index).load(Relaxed));
-        if meta.answers(g) && is_user_address(entrypoint) {
+        let generation = self.mem.generation(index).load(Relaxed);
+        if generation == g && is_user_address(entrypoint) {
             entrypoint
         } else {
             0
@@ -176,8 +177,8 @@ impl Table {
         let entry = self.entry(index);
         let entrypoint = entry.entrypoint.load(Acquire);
         let stored = entry.signature.load(Acquire);
-        let meta = Meta(self.meta(index).load(Relaxed));
-        if meta.answers(g) && stored == signature && is_user_address(entrypoint) {
+        let generation = self.mem.generation(index).load(Relaxed);
+        if generation == g && stored == signature && is_user_address(entrypoint) {
             entrypoint
         } else {
             0
@@ -332,7 +333,12 @@ impl Table {
                 // AcqRel: exactly one of several freers wins, and the winner
                 // sees everything the entry's users did before.
                 match meta.compare_exchange_weak(m.0, m.freed().0, AcqRel, Acquire) {
-                    Ok(_) => break,
+                    Ok(_) => {
+                        // The lookup mirror, bumped before the entry can be
+                        // reused (the push below publishes it with Release).
+                        self.mem.generation(index).store(m.freed().generation(), Relaxed);
+                        break;
+                    }
                     Err(seen) => m = Meta(seen),
                 }
             }
