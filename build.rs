@@ -15,6 +15,7 @@ fn main() {
     // SONAME libwcpt.so.MAJOR: the ABI changes only with the major version.
     let major = std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap();
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libwcpt.so.{major}");
+    soname_link(&major);
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("wcpt.h");
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
@@ -37,5 +38,20 @@ fn main() {
         }
         std::fs::create_dir_all(committed.parent().unwrap()).unwrap();
         std::fs::write(&committed, &bytes).unwrap();
+    }
+}
+
+/// Programs linked against `target/<profile>/libwcpt.so` record its SONAME,
+/// `libwcpt.so.MAJOR`, and look for that name at run time. So that a plain
+/// `cargo build` leaves a usable library, create the symlink
+/// `libwcpt.so.MAJOR -> libwcpt.so` next to it (OUT_DIR is
+/// `target/<profile>/build/wcpt-*/out`). It dangles only until the link step.
+fn soname_link(major: &str) {
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let Some(profile_dir) = out.ancestors().nth(3) else { return };
+    let link = profile_dir.join(format!("libwcpt.so.{major}"));
+    if std::fs::symlink_metadata(&link).is_err() {
+        #[cfg(unix)]
+        let _ = std::os::unix::fs::symlink("libwcpt.so", &link);
     }
 }
