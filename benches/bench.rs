@@ -66,6 +66,29 @@ fn timed(f: impl FnOnce()) -> Duration {
     t.elapsed()
 }
 
+/// Runs `body(id, sync)` on `threads` threads and times the part between the
+/// body's two calls of `sync()`: setup before the first and cleanup after the
+/// second are not timed.
+fn timed_threads(threads: usize, body: impl Fn(usize, &dyn Fn()) + Send + Sync + Clone + 'static) -> Duration {
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let ts: Vec<_> = (0..threads)
+        .map(|id| {
+            let (b, body) = (barrier.clone(), body.clone());
+            std::thread::spawn(move || body(id, &|| {
+                b.wait();
+            }))
+        })
+        .collect();
+    barrier.wait();
+    let t0 = Instant::now();
+    barrier.wait();
+    let d = t0.elapsed();
+    for t in ts {
+        t.join().unwrap();
+    }
+    d
+}
+
 // ---------------------------------------------------------------- lookup
 
 const LIVE: usize = 1_000_000;
@@ -242,42 +265,29 @@ fn churn<T: Send + Sync + 'static>(
 ) -> f64 {
     let per = CHURN_OPS / threads;
     let d = best_of(|| {
-        let barrier = Arc::new(Barrier::new(threads + 1));
-        let ts: Vec<_> = (0..threads)
-            .map(|id| {
-                let (t, b) = (table.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    let mut ring = [(0u64, 0u64); RING];
-                    for (i, r) in ring.iter_mut().enumerate() {
-                        let ep = ((id as u64 + 1) << 32) | (i as u64) << 4;
-                        *r = (alloc(&t, ep), ep);
-                    }
-                    b.wait();
-                    let mut bad = 0;
-                    for n in 0..per {
-                        let i = n % RING;
-                        let (h, ep) = ring[i];
-                        bad += usize::from(get(&t, h) != ep);
-                        free(&t, h);
-                        let ep = ((id as u64 + 1) << 32) | ((n as u64 & 0xFFF_FFFF) << 4);
-                        ring[i] = (alloc(&t, ep), ep);
-                    }
-                    assert_eq!(bad, 0, "a value was lost");
-                    b.wait();
-                    for (h, _) in ring {
-                        free(&t, h);
-                    }
-                })
-            })
-            .collect();
-        barrier.wait();
-        let t0 = Instant::now();
-        barrier.wait();
-        let d = t0.elapsed();
-        for t in ts {
-            t.join().unwrap();
-        }
-        d
+        let t = table.clone();
+        timed_threads(threads, move |id, sync| {
+            let mut ring = [(0u64, 0u64); RING];
+            for (i, r) in ring.iter_mut().enumerate() {
+                let ep = ((id as u64 + 1) << 32) | (i as u64) << 4;
+                *r = (alloc(&t, ep), ep);
+            }
+            sync();
+            let mut bad = 0;
+            for n in 0..per {
+                let i = n % RING;
+                let (h, ep) = ring[i];
+                bad += usize::from(get(&t, h) != ep);
+                free(&t, h);
+                let ep = ((id as u64 + 1) << 32) | ((n as u64 & 0xFFF_FFFF) << 4);
+                ring[i] = (alloc(&t, ep), ep);
+            }
+            sync();
+            assert_eq!(bad, 0, "a value was lost");
+            for (h, _) in ring {
+                free(&t, h);
+            }
+        })
     });
     ns(d, per * threads)
 }
@@ -418,30 +428,17 @@ fn native<T: Send + Sync + 'static>(threads: usize, t: Arc<T>, f: fn(&T, u64) ->
     }
     let per = NATIVE_LOOKUPS / threads;
     let d = best_of(|| {
-        let barrier = Arc::new(Barrier::new(threads + 1));
-        let ts: Vec<_> = (0..threads)
-            .map(|id| {
-                let (t, b) = (t.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    let mut r = Rng(77 + id as u64);
-                    b.wait();
-                    let mut sum = 0u64;
-                    for _ in 0..per {
-                        sum += u64::from(f(&t, 0x7f00_0000_0000 + (r.next() % NATIVE_ADDRS as u64) * 64));
-                    }
-                    black_box(sum);
-                    b.wait();
-                })
-            })
-            .collect();
-        barrier.wait();
-        let t0 = Instant::now();
-        barrier.wait();
-        let d = t0.elapsed();
-        for t in ts {
-            t.join().unwrap();
-        }
-        d
+        let t = t.clone();
+        timed_threads(threads, move |id, sync| {
+            let mut r = Rng(77 + id as u64);
+            sync();
+            let mut sum = 0u64;
+            for _ in 0..per {
+                sum += u64::from(f(&t, 0x7f00_0000_0000 + (r.next() % NATIVE_ADDRS as u64) * 64));
+            }
+            black_box(sum);
+            sync();
+        })
     });
     ns(d, per * threads)
 }

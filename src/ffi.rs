@@ -161,11 +161,11 @@ static LIFECYCLE: Mutex<()> = Mutex::new(());
 static ATFORK: Once = Once::new();
 
 thread_local! {
-    static LAST_ERROR: Cell<u32> = const { Cell::new(0) };
+    static LAST_ERROR: Cell<wcpt_status> = const { Cell::new(wcpt_status::WCPT_OK) };
 }
 
 fn set_last_error(e: Error) {
-    let _ = LAST_ERROR.try_with(|c| c.set(e as u32));
+    let _ = LAST_ERROR.try_with(|c| c.set(e.into()));
 }
 
 /// The process-wide table, created on first use.
@@ -452,21 +452,7 @@ pub extern "C" fn wcpt_status_str(status: WcptStatusArg) -> *const c_char {
 /// unchanged, as with `errno`.
 #[no_mangle]
 pub extern "C" fn wcpt_last_error() -> wcpt_status {
-    boundary(wcpt_status::WCPT_ERR_INTERNAL, || {
-        // SAFETY of the conversion: only values of Error are ever stored.
-        match LAST_ERROR.try_with(|c| c.get()).unwrap_or(0) {
-            1 => wcpt_status::WCPT_ERR_INVALID_HANDLE,
-            2 => wcpt_status::WCPT_ERR_DOUBLE_FREE,
-            3 => wcpt_status::WCPT_ERR_NATIVE_HANDLE,
-            4 => wcpt_status::WCPT_ERR_INVALID_ARGUMENT,
-            5 => wcpt_status::WCPT_ERR_CAPACITY,
-            6 => wcpt_status::WCPT_ERR_OUT_OF_MEMORY,
-            7 => wcpt_status::WCPT_ERR_NOT_CODE,
-            8 => wcpt_status::WCPT_ERR_PROTECTION,
-            9 => wcpt_status::WCPT_ERR_INTERNAL,
-            _ => wcpt_status::WCPT_OK,
-        }
-    })
+    LAST_ERROR.try_with(Cell::get).unwrap_or(wcpt_status::WCPT_OK)
 }
 
 /// The write protection in force for the table.

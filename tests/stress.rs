@@ -41,7 +41,7 @@ fn value(thread: usize, n: u64) -> u64 {
 #[test]
 fn churn_with_sweepers_verifies_values_and_ownership() {
     let threads = 4;
-    let rounds = 200_000;
+    let rounds = 1_000_000;
     let t = Arc::new(Table::new().unwrap());
     let owners = Arc::new(Owners::new());
     let stop = Arc::new(AtomicBool::new(false));
@@ -121,8 +121,15 @@ fn churn_with_sweepers_verifies_values_and_ownership() {
     let s = t.stats();
     assert_eq!(s.live, 0);
     assert!(swept.load(Relaxed) > 0, "the sweepers released segments during the run");
-    assert!(t.sweep(0) > 0 || s.committed_segments <= 1);
-    assert_eq!(t.stats().committed_segments, 0);
+    t.sweep(0);
+    // Everything is free, so everything is released, unless what is left is
+    // less than one segment's worth (segment 0 alone holds 4095 entries),
+    // which the threshold rule keeps.
+    let after = t.stats();
+    assert!(
+        after.committed_segments == 0 || (after.committed_segments == 1 && after.free < 4096),
+        "{after:?}"
+    );
 }
 
 #[test]
