@@ -23,6 +23,16 @@ soname_is_major() {
   [ "$(readlink "$root/lib/libwcpt.so")" = "libwcpt.so.${VERSION%%.*}" ] &&
   [ "$(readlink "$root/lib/libwcpt.so.${VERSION%%.*}")" = "libwcpt.so.$VERSION" ]
 }
+header_documented() {
+  # Every #define, enum, typedef, struct field and prototype must directly
+  # follow the end of a doc comment (the line before it ends with "*/").
+  awk '
+    /^#define WCPT_[A-Z_]+ / || /^(enum|typedef struct) / || /^[a-z_ ]+\*?wcpt_[a-z_]+\(/ || /^  [a-z_]+ [a-z_]+;$/ || /^  WCPT_[A-Z_]+ = / {
+      if (prev !~ /\*\/$/) { print FILENAME ":" NR ": undocumented: " $0; bad = 1 }
+    }
+    { prev = $0 }
+    END { exit bad }' "$root/include/wcpt.h"
+}
 header_c11() { echo '#include <wcpt.h>' | cc -std=c11 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$root/include" -x c -; }
 header_cxx17() { echo '#include <wcpt.h>' | c++ -std=c++17 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$root/include" -x c++ -; }
 pc_shared() {
@@ -53,6 +63,7 @@ cmake_find_package() {
 
 try "exports only wcpt_* symbols" exports_only_wcpt
 try "SONAME libwcpt.so.MAJOR and its symlinks" soname_is_major
+try "header: every item documented" header_documented
 try "header: C11 -Wall -Wextra -pedantic" header_c11
 try "header: C++17 -Wall -Wextra -pedantic" header_cxx17
 try "pkg-config consumer, shared" pc_shared
