@@ -1,8 +1,7 @@
 //! The one place where atomics and locks come from.
 //!
 //! Under `--cfg loom` every atomic and lock is loom's, so the model checker
-//! sees every shared access; otherwise they are std's atomics and a
-//! `parking_lot` mutex (chosen for `force_unlock`, which the fork handlers need).
+//! sees every shared access; otherwise they are std's atomics and mutex.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
