@@ -93,15 +93,6 @@ pub(crate) struct Freelists {
     heads: Box<[CachePadded<AtomicU64>]>,
 }
 
-/// What a pop found when it took nothing.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Empty {
-    /// The segment is open but has no free entry.
-    Exhausted,
-    /// The segment is not committed.
-    Closed,
-}
-
 impl Freelists {
     pub(crate) fn new() -> Freelists {
         let heads = (0..SEGMENTS).map(|_| CachePadded(AtomicU64::new(CLOSED))).collect();
@@ -113,20 +104,18 @@ impl Freelists {
         Head(self.heads[segment as usize].load(Acquire))
     }
 
-    /// Takes a free entry of `segment` and returns its index.
+    /// Takes a free entry of `segment` and returns its index, or `None` if
+    /// the segment has no free entry or is not committed.
     #[inline]
-    pub(crate) fn pop(&self, mem: &Memory, segment: u32) -> Result<u32, Empty> {
+    pub(crate) fn pop(&self, mem: &Memory, segment: u32) -> Option<u32> {
         let head = &self.heads[segment as usize];
         // Acquire: pairs with the Release of the push (or open) that made
         // this head, so the top entry's link written before it is visible.
         let mut cur = Head(head.load(Acquire));
         loop {
-            if cur.closed() {
-                return Err(Empty::Closed);
-            }
             let top = cur.top();
-            if top == 0 {
-                return Err(Empty::Exhausted);
+            if cur.closed() || top == 0 {
+                return None;
             }
             let index = (segment << SEGMENT_SHIFT) + top - 1;
             // The entry may be taken, reused or released under us; then the
@@ -145,7 +134,7 @@ impl Freelists {
             };
             let new = cur.next(next, cur.free() - 1, false);
             match head.compare_exchange_weak(cur.0, new.0, Acquire, Acquire) {
-                Ok(_) => return Ok(index),
+                Ok(_) => return Some(index),
                 Err(seen) => cur = Head(seen),
             }
         }
