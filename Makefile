@@ -18,8 +18,9 @@ BUILD       := build
 LIBDIR      := target/release
 SO          := $(LIBDIR)/libwcpt.so
 A           := $(LIBDIR)/libwcpt.a
-# What rustc reports as the staticlib's native dependencies
-# (`cargo rustc --release --crate-type staticlib -- --print native-static-libs`).
+# What rustc reports as the staticlib's native dependencies, kept here so
+# that tests and examples link without a second build; `make install`
+# computes the list from rustc, and install-check fails if the two differ.
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CWARN       := -Wall -Wextra -pedantic -Werror
 CFLAGS      ?= -O2 -g
@@ -217,7 +218,7 @@ STAGE := $(abspath $(BUILD)/stage)
 install-check: lib
 	@rm -rf $(STAGE)
 	@$(MAKE) --no-print-directory install DESTDIR=$(STAGE) PREFIX=/usr/local > /dev/null
-	@VERSION=$(VERSION) c-tests/consumers/run.sh $(STAGE) /usr/local $(SO); status=$$?; \
+	@VERSION=$(VERSION) STATIC_LIBS="$(STATIC_LIBS)" c-tests/consumers/run.sh $(STAGE) /usr/local $(SO); status=$$?; \
 	$(MAKE) --no-print-directory uninstall DESTDIR=$(STAGE) PREFIX=/usr/local > /dev/null; \
 	left=$$(find $(STAGE) -type f -o -type l); \
 	if [ -n "$$left" ]; then echo "uninstall left: $$left"; echo "test_uninstall: 0 passed, 1 failed, 0 skipped"; exit 1; fi; \

@@ -50,6 +50,12 @@ pc_static() {
   ! readelf -d "$out/static" | grep -q 'NEEDED.*libwcpt' &&
   "$out/static"
 }
+static_libs_match_rustc() {
+  # The Makefile's STATIC_LIBS (used by the tests) is what rustc reports.
+  local pc
+  pc=$(sed -n 's/^Libs.private: //p' "$root/lib/pkgconfig/wcpt.pc")
+  [ "$pc" = "$STATIC_LIBS" ] || { echo "wcpt.pc Libs.private: '$pc' vs Makefile STATIC_LIBS: '$STATIC_LIBS'"; return 1; }
+}
 cxx17() {
   c++ -std=c++17 -Wall -Wextra -pedantic -Werror "$here/consumer.cpp" -o "$out/cxx" $(pkg-config --cflags --libs wcpt) &&
   LD_LIBRARY_PATH="$root/lib" "$out/cxx"
@@ -68,6 +74,7 @@ try "header: C11 -Wall -Wextra -pedantic" header_c11
 try "header: C++17 -Wall -Wextra -pedantic" header_cxx17
 try "pkg-config consumer, shared" pc_shared
 try "pkg-config --static consumer" pc_static
+try "Makefile STATIC_LIBS matches rustc's native-static-libs" static_libs_match_rustc
 try "C++17 consumer" cxx17
 if command -v cmake >/dev/null; then
   try "CMake find_package(wcpt) with wcpt::wcpt and wcpt::wcpt_static" cmake_find_package
