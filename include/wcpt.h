@@ -350,18 +350,34 @@ wcpt_status wcpt_last_error(void);
 wcpt_protection wcpt_protection_mode(void);
 
 /**
- * Gives the calling thread read access to the table for direct reads through
- * `wcpt_table_base()`. Needed only by threads that existed before the
- * library was loaded; library calls never need it. Returns `WCPT_OK`.
+ * Puts the calling thread in the read-only state for the table: generated
+ * code may then read it directly through `wcpt_table_base()`, and nothing
+ * can write it outside the library. Never grants write access (and takes
+ * away a write access it finds). Library calls never need it.
+ *
+ * The one rule that is always safe: call it before generated code reads the
+ * table on any thread you did not create after loading wcpt yourself, and
+ * after `siglongjmp` out of a signal handler. Cheap when nothing needs
+ * repair (one `RDPKRU`). Returns `WCPT_OK`. Async-signal-safe.
  */
 wcpt_status wcpt_thread_attach(void);
 
 /**
- * Gives the current signal handler read access to the table (Linux starts
- * handlers with no access to protection keys). Call it first in a handler
- * whose code reads the table directly. Async-signal-safe.
+ * Gives the current signal handler read-only access to the table (Linux
+ * starts handlers with no access to protection keys): call it first in a
+ * handler whose code reads the table directly. Never grants write access.
+ * The interrupted code's rights come back when the handler returns.
+ * Async-signal-safe.
  */
 void wcpt_signal_enter(void);
+
+/**
+ * Diagnostic: how many times wcpt has written a thread's PKRU register in
+ * this process (0 unless the protection mode is `WCPT_PROTECTION_PKEYS`).
+ * The README lists what each call costs; tests compare differences of this
+ * counter around single calls.
+ */
+uint64_t wcpt_pkru_writes(void);
 
 /**
  * Registers `[start, start + len)` as executable code. While any region is

@@ -6,7 +6,7 @@
 //! |--------|--------|------------------------------------------------------|
 //! | 0..13  | top    | local index + 1 of the first free entry, 0 if none   |
 //! | 13..26 | free   | free entries in the segment                          |
-//! | 26     | closed | not committed: nothing can be taken or given back    |
+//! | 26     | open   | committed: entries can be taken and given back       |
 //! | 27..64 | tag    | bumped by every change (37 bits: ABA-safe in practice)|
 //!
 //! The link to the next free entry lives in the free entry's entrypoint word
@@ -19,15 +19,22 @@
 //! Because the free count sits in the same word as the top, a sweep can close
 //! a segment exactly when all of its entries are free, with one CAS, while
 //! allocators keep taking entries from every other segment.
+//!
+//! The heads live in memory tagged with the protection key (a corrupted head
+//! could hand out a live entry twice), so every function that writes one
+//! takes the caller's [`Window`] as proof that writes are allowed. An all-zero
+//! head is a closed, empty segment, so a fresh mapping needs no initialising.
 
 use crate::handle::{ENTRIES_PER_SEGMENT, FREE_TAG, FREE_TAG_MASK, LAST_INDEX, SEGMENTS, SEGMENT_SHIFT};
-use crate::memory::Memory;
+use crate::handle::Error;
+use crate::memory::{Memory, ProtectedArray};
+use crate::protect::Window;
 use crate::sync::{AtomicU64, CachePadded, Ordering::*};
 
 const FIELD_BITS: u32 = 13;
 const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
 const FREE_SHIFT: u32 = FIELD_BITS;
-const CLOSED: u64 = 1 << (2 * FIELD_BITS);
+const OPEN: u64 = 1 << (2 * FIELD_BITS);
 const TAG_SHIFT: u32 = 2 * FIELD_BITS + 1;
 const TAG_ONE: u64 = 1 << TAG_SHIFT;
 
@@ -48,13 +55,13 @@ impl Head {
     }
     #[inline]
     pub(crate) fn closed(self) -> bool {
-        self.0 & CLOSED != 0
+        self.0 & OPEN == 0
     }
     /// The same tag advanced, with new fields.
     #[inline]
     fn next(self, top: u32, free: u32, closed: bool) -> Head {
         let tag = (self.0 & !((TAG_ONE) - 1)).wrapping_add(TAG_ONE);
-        Head(tag | u64::from(top) | (u64::from(free) << FREE_SHIFT) | if closed { CLOSED } else { 0 })
+        Head(tag | u64::from(top) | (u64::from(free) << FREE_SHIFT) | if closed { 0 } else { OPEN })
     }
 }
 
@@ -90,13 +97,13 @@ fn unlink(word: u64) -> Option<u32> {
 
 /// The heads of all segments.
 pub(crate) struct Freelists {
-    heads: Box<[CachePadded<AtomicU64>]>,
+    heads: ProtectedArray<CachePadded<AtomicU64>>,
 }
 
 impl Freelists {
-    pub(crate) fn new() -> Freelists {
-        let heads = (0..SEGMENTS).map(|_| CachePadded(AtomicU64::new(CLOSED))).collect();
-        Freelists { heads }
+    /// Every segment closed (all-zero heads), or `OutOfMemory`.
+    pub(crate) fn new() -> Result<Freelists, Error> {
+        Ok(Freelists { heads: ProtectedArray::zeroed(SEGMENTS as usize)? })
     }
 
     #[inline]
@@ -107,7 +114,7 @@ impl Freelists {
     /// Takes a free entry of `segment` and returns its index, or `None` if
     /// the segment has no free entry or is not committed.
     #[inline]
-    pub(crate) fn pop(&self, mem: &Memory, segment: u32) -> Option<u32> {
+    pub(crate) fn pop(&self, mem: &Memory, segment: u32, _w: &Window) -> Option<u32> {
         let head = &self.heads[segment as usize];
         // Acquire: pairs with the Release of the push (or open) that made
         // this head, so the top entry's link written before it is visible.
@@ -141,9 +148,9 @@ impl Freelists {
     }
 
     /// Gives a free entry back to its segment. The caller owns the entry (it
-    /// won the metadata CAS that freed it) and has a write window open.
+    /// won the metadata CAS that freed it).
     #[inline]
-    pub(crate) fn push(&self, mem: &Memory, index: u32) {
+    pub(crate) fn push(&self, mem: &Memory, index: u32, _w: &Window) {
         let segment = index >> SEGMENT_SHIFT;
         let local = index & (ENTRIES_PER_SEGMENT - 1);
         let head = &self.heads[segment as usize];
@@ -163,9 +170,9 @@ impl Freelists {
     }
 
     /// Opens a freshly committed segment: links every allocatable entry in
-    /// index order. The caller holds the growth lock and a write window, and
-    /// the segment is closed.
-    pub(crate) fn open(&self, mem: &Memory, segment: u32) {
+    /// index order. The caller holds the growth lock, and the segment is
+    /// closed.
+    pub(crate) fn open(&self, mem: &Memory, segment: u32, _w: &Window) {
         let base = segment << SEGMENT_SHIFT;
         let first = first_local(segment);
         let cap = segment_capacity(segment);
@@ -184,7 +191,7 @@ impl Freelists {
 
     /// Closes `segment` if every allocatable entry in it is free. Returns
     /// whether it did; once closed, nothing can be taken from it.
-    pub(crate) fn close_if_empty(&self, segment: u32) -> bool {
+    pub(crate) fn close_if_empty(&self, segment: u32, _w: &Window) -> bool {
         let head = &self.heads[segment as usize];
         let cur = Head(head.load(Acquire));
         if cur.closed() || cur.free() != segment_capacity(segment) {

@@ -25,7 +25,7 @@ mod freelist;
 pub mod handle;
 mod memory;
 mod native;
-pub mod protect;
+mod protect;
 mod regions;
 mod sync;
 mod table;
@@ -34,6 +34,7 @@ mod table;
 pub mod ffi;
 
 pub use handle::Error;
+pub use protect::{mode as protection_mode, pkru_writes, Mode as Protection};
 pub use table::{Stats, Table, SHARDS};
 
 #[cfg(test)]

@@ -13,9 +13,47 @@
 //! A third region mirrors each entry's generation in one byte. It is what
 //! lookups read: 1 byte per entry keeps it cache-resident (1 MiB for a
 //! million live entries) where the 2-byte metadata would not.
+//!
+//! The table's other control state (freelist heads, segment states, the
+//! native map's arrays) lives in [`ProtectedArray`]s: small mappings that are
+//! committed at once, tagged with the protection key like the regions above,
+//! so that a stray write cannot corrupt them either.
 
 use crate::handle::{Error, ENTRIES_PER_SEGMENT, TABLE_ENTRIES};
-use crate::sync::{AtomicU16, AtomicU64, AtomicU8};
+use crate::sync::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, CachePadded};
+
+/// Types whose all-zero bit pattern is a valid value, equal to `zeroed()`.
+///
+/// # Safety
+/// Implementors must guarantee that the all-zero bit pattern is a valid
+/// value of the type (a freshly mapped page holds one in every slot).
+pub(crate) unsafe trait Zeroed: Sized {
+    /// The value whose bits are all zero (what the boxed arrays of loom
+    /// models are filled with; mapped arrays get it from the kernel).
+    #[cfg_attr(not(loom), allow(dead_code))]
+    fn zeroed() -> Self;
+}
+
+macro_rules! zeroed_atomic {
+    ($($t:ty),*) => {$(
+        // SAFETY: an atomic integer has the same representation as its
+        // integer, for which all-zero is 0.
+        unsafe impl Zeroed for $t {
+            fn zeroed() -> Self {
+                <$t>::new(0)
+            }
+        }
+    )*};
+}
+zeroed_atomic!(AtomicU8, AtomicU32, AtomicU64);
+
+// SAFETY: CachePadded is a transparent wrapper plus alignment padding, which
+// holds no value.
+unsafe impl<T: Zeroed> Zeroed for CachePadded<T> {
+    fn zeroed() -> Self {
+        CachePadded(T::zeroed())
+    }
+}
 
 /// One table entry, as JIT code sees it.
 #[repr(C, align(16))]
@@ -28,7 +66,7 @@ pub struct Entry {
 
 
 #[cfg(not(loom))]
-pub(crate) use mmap::Memory;
+pub(crate) use mmap::{Memory, ProtectedArray};
 
 #[cfg(not(loom))]
 mod mmap {
@@ -172,6 +210,57 @@ mod mmap {
         }
     }
 
+    /// A fixed-length array of `T` in its own mapping, committed and tagged
+    /// with the protection key when created, initially all zeros. Writes
+    /// need a `Window`; reads need read access (`protect::ensure_read`).
+    pub(crate) struct ProtectedArray<T: Zeroed> {
+        ptr: NonNull<T>,
+        len: usize,
+        bytes: usize,
+    }
+
+    // SAFETY: the array owns its mapping; T's own Send/Sync decide sharing.
+    unsafe impl<T: Zeroed + Send> Send for ProtectedArray<T> {}
+    // SAFETY: as above; shared access goes through `&T`.
+    unsafe impl<T: Zeroed + Sync> Sync for ProtectedArray<T> {}
+
+    impl<T: Zeroed> ProtectedArray<T> {
+        /// `len` zeroed elements, or `OutOfMemory` if the OS refuses.
+        pub(crate) fn zeroed(len: usize) -> Result<Self, Error> {
+            let page = 4096;
+            let bytes = (len.max(1).checked_mul(std::mem::size_of::<T>()).ok_or(Error::OutOfMemory)?)
+                .checked_add(page - 1)
+                .ok_or(Error::OutOfMemory)?
+                & !(page - 1);
+            debug_assert!(std::mem::align_of::<T>() <= page);
+            let p = reserve(bytes)?;
+            if let Err(e) = protect(p.as_ptr(), bytes, libc::PROT_READ | libc::PROT_WRITE) {
+                // SAFETY: just mapped with this length, not shared yet.
+                unsafe { libc::munmap(p.as_ptr().cast(), bytes) };
+                return Err(e);
+            }
+            Ok(ProtectedArray { ptr: p.cast(), len, bytes })
+        }
+    }
+
+    impl<T: Zeroed> std::ops::Deref for ProtectedArray<T> {
+        type Target = [T];
+        fn deref(&self) -> &[T] {
+            // SAFETY: the mapping holds `len` elements, all-zero at first
+            // (valid by `Zeroed`) and changed only through `&T` (atomics);
+            // it is unmapped only when `self` is dropped.
+            unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        }
+    }
+
+    impl<T: Zeroed> Drop for ProtectedArray<T> {
+        fn drop(&mut self) {
+            // SAFETY: mapped by `zeroed` with this length; no borrow of the
+            // elements outlives `self`.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.bytes) };
+        }
+    }
+
     impl Drop for Memory {
         fn drop(&mut self) {
             // SAFETY: both regions were mapped by `reserve` with these lengths
@@ -186,7 +275,7 @@ mod mmap {
 }
 
 #[cfg(loom)]
-pub(crate) use model::Memory;
+pub(crate) use model::{Memory, ProtectedArray};
 
 /// Under loom the memory is plain boxed atomics; releasing a segment stores
 /// zeros, which is what a concurrent reader of a released page observes.
@@ -194,6 +283,22 @@ pub(crate) use model::Memory;
 mod model {
     use super::*;
     use crate::sync::Ordering::Relaxed;
+
+    /// Under loom a protected array is a boxed slice of loom atomics.
+    pub(crate) struct ProtectedArray<T>(Box<[T]>);
+
+    impl<T: Zeroed> ProtectedArray<T> {
+        pub(crate) fn zeroed(len: usize) -> Result<Self, Error> {
+            Ok(ProtectedArray((0..len).map(|_| T::zeroed()).collect()))
+        }
+    }
+
+    impl<T> std::ops::Deref for ProtectedArray<T> {
+        type Target = [T];
+        fn deref(&self) -> &[T] {
+            &self.0
+        }
+    }
 
     pub(crate) struct Memory {
         entries: Box<[Entry]>,

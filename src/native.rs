@@ -5,83 +5,135 @@
 //! new handle takes the map's mutex. When the map grows, the old array stays
 //! alive (readers may still be probing it) until the map is dropped; arrays
 //! double, so the retired ones take less memory than the live one.
+//!
+//! The arrays are [`ProtectedArray`]s: a corrupted slot would hand an engine
+//! the wrong handle for a host function, so they are written only inside a
+//! write window, and allocating one can fail with `OutOfMemory` instead of
+//! aborting. Nothing here touches the Rust heap.
 
-use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering::*};
+use crate::handle::Error;
+use crate::memory::ProtectedArray;
+use crate::protect::Window;
+use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering::*};
 
-struct Slots {
-    mask: usize,
-    keys: Box<[AtomicU64]>,
-    handles: Box<[AtomicU32]>,
+/// One slot: the address (0 when empty) and its handle.
+struct Slot {
+    key: AtomicU64,
+    handle: AtomicU64,
 }
 
-impl Slots {
-    fn with_capacity(n: usize) -> Box<Slots> {
-        Box::new(Slots {
-            mask: n - 1,
-            keys: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            handles: (0..n).map(|_| AtomicU32::new(0)).collect(),
-        })
+// SAFETY: two atomic integers; all-zero is an empty slot.
+unsafe impl crate::memory::Zeroed for Slot {
+    fn zeroed() -> Self {
+        Slot { key: AtomicU64::new(0), handle: AtomicU64::new(0) }
+    }
+}
+
+/// A view of one array: its slots and `len - 1` as the probe mask.
+#[derive(Clone, Copy)]
+struct Slots<'a>(&'a [Slot]);
+
+impl Slots<'_> {
+    #[inline]
+    fn mask(self) -> usize {
+        self.0.len() - 1
     }
 
     #[inline]
-    fn start(&self, key: u64) -> usize {
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask
+    fn start(self, key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask()
     }
 
     #[inline]
-    fn find(&self, key: u64) -> Option<u32> {
+    fn find(self, key: u64) -> Option<u32> {
         let mut i = self.start(key);
-        loop {
+        // At most len probes: a corrupted (full) array cannot loop forever.
+        for _ in 0..self.0.len() {
             // Acquire: pairs with the Release store of the key in `put`, so
             // the handle stored before it is visible.
-            let k = self.keys[i].load(Acquire);
+            let k = self.0[i].key.load(Acquire);
             if k == key {
-                return Some(self.handles[i].load(Relaxed));
+                return Some(self.0[i].handle.load(Relaxed) as u32);
             }
             if k == 0 {
                 return None;
             }
-            i = (i + 1) & self.mask;
+            i = (i + 1) & self.mask();
         }
+        None
     }
 
-    /// Inserts a key known to be absent. Only under the map's mutex.
-    fn put(&self, key: u64, handle: u32) {
+    /// Inserts a key known to be absent. Only under the map's mutex, in a
+    /// write window, with a free slot (the load factor stays at most 1/2).
+    fn put(self, key: u64, handle: u32, _w: &Window) {
         let mut i = self.start(key);
-        while self.keys[i].load(Relaxed) != 0 {
-            i = (i + 1) & self.mask;
+        while self.0[i].key.load(Relaxed) != 0 {
+            i = (i + 1) & self.mask();
         }
-        self.handles[i].store(handle, Relaxed);
-        self.keys[i].store(key, Release);
+        self.0[i].handle.store(u64::from(handle), Relaxed);
+        self.0[i].key.store(key, Release);
     }
+}
+
+/// Arrays double from `INITIAL_SLOTS`; this many generations cover every
+/// handle the table can hold (2^6 << 26 > 2 * 2^24).
+const GENERATIONS: usize = 27;
+const INITIAL_SLOTS: usize = 64;
+
+struct Arrays {
+    /// Every array ever made, the current one last; older ones are kept for
+    /// readers that may still be probing them.
+    all: [Option<ProtectedArray<Slot>>; GENERATIONS],
+    count: usize,
 }
 
 pub(crate) struct NativeMap {
-    current: AtomicPtr<Slots>,
+    /// The current array. Its slot 0 is a header whose `key` is the number
+    /// of slots after it, written before the array is published.
+    current: AtomicPtr<Slot>,
     len: AtomicUsize,
-    /// Held while creating a handle; owns the retired arrays.
-    writer: Mutex<Vec<Box<Slots>>>,
+    /// Held while creating a handle; owns the arrays.
+    writer: Mutex<Arrays>,
 }
 
-const INITIAL_SLOTS: usize = 64;
+/// A new array of `n` slots (a power of two) after its header, or
+/// `OutOfMemory`. Writes the header, so the caller has a write window.
+fn make_array(n: usize, _w: &Window) -> Result<ProtectedArray<Slot>, Error> {
+    let array = ProtectedArray::<Slot>::zeroed(n + 1)?;
+    array[0].key.store(n as u64, Relaxed);
+    Ok(array)
+}
+
+/// The slots of an array, after its header.
+fn slots_of(array: &ProtectedArray<Slot>) -> Slots<'_> {
+    Slots(&array[1..])
+}
 
 impl NativeMap {
-    pub(crate) fn new() -> NativeMap {
-        NativeMap {
-            current: AtomicPtr::new(Box::into_raw(Slots::with_capacity(INITIAL_SLOTS))),
-            len: AtomicUsize::new(0),
-            writer: Mutex::new(Vec::new()),
+    pub(crate) fn new() -> Result<NativeMap, Error> {
+        let first = make_array(INITIAL_SLOTS, &Window::open())?;
+        let current = AtomicPtr::new(first.as_ptr().cast_mut());
+        let mut all = [const { None }; GENERATIONS];
+        all[0] = Some(first);
+        Ok(NativeMap { current, len: AtomicUsize::new(0), writer: Mutex::new(Arrays { all, count: 1 }) })
+    }
+
+    fn slots(&self) -> Slots<'_> {
+        // Acquire: pairs with the Release in `get_or_create`, so the copied
+        // slots of a new array are visible.
+        let header = self.current.load(Acquire);
+        // SAFETY: `current` always points to the header of an array owned by
+        // `writer.all`, which keeps every array until the map is dropped; the
+        // map outlives the returned borrow. The header says how many slots
+        // follow it (written before the array was published).
+        unsafe {
+            let len = (*header).key.load(Relaxed) as usize;
+            Slots(std::slice::from_raw_parts(header.add(1), len))
         }
     }
 
-    fn slots(&self) -> &Slots {
-        // SAFETY: `current` always points to a live `Slots`: it starts as one,
-        // is only replaced under the writer lock by another, and replaced ones
-        // are kept in `writer` until the map is dropped.
-        unsafe { &*self.current.load(Acquire) }
-    }
-
-    /// The handle of a known address, without taking any lock.
+    /// The handle of a known address, without taking any lock. The caller
+    /// has read access to protected memory.
     #[inline]
     pub(crate) fn get(&self, address: u64) -> Option<u32> {
         self.slots().find(address)
@@ -89,36 +141,51 @@ impl NativeMap {
 
     /// The handle of `address`, created by `create` under the writer lock if
     /// it is not known yet. Concurrent callers for one address get one handle.
-    pub(crate) fn get_or_create<E>(
+    /// `create` runs in the map's write window. If the map must grow, the
+    /// bigger array is made first, so a refusal (`OutOfMemory`) leaves the
+    /// table and the map as they were.
+    pub(crate) fn get_or_create(
         &self,
         address: u64,
-        create: impl FnOnce() -> Result<u32, E>,
-    ) -> Result<u32, E> {
+        create: impl FnOnce(&Window) -> Result<u32, Error>,
+    ) -> Result<u32, Error> {
         if let Some(h) = self.get(address) {
             return Ok(h);
         }
-        let mut retired = self.writer.lock();
+        let mut arrays = self.writer.lock();
         let slots = self.slots();
         if let Some(h) = slots.find(address) {
             return Ok(h);
         }
-        let handle = create()?;
         let n = self.len.load(Relaxed) + 1;
-        if n * 2 > slots.mask + 1 {
-            let bigger = Slots::with_capacity((slots.mask + 1) * 2);
-            for i in 0..=slots.mask {
-                let k = slots.keys[i].load(Relaxed);
-                if k != 0 {
-                    bigger.put(k, slots.handles[i].load(Relaxed));
-                }
+        let w = Window::open();
+        let bigger = if n * 2 > slots.0.len() {
+            if arrays.count == GENERATIONS {
+                return Err(Error::Capacity);
             }
-            bigger.put(address, handle);
-            let old = self.current.swap(Box::into_raw(bigger), AcqRel);
-            // SAFETY: `old` came from Box::into_raw and is no longer current;
-            // it is kept alive in `retired` for readers still probing it.
-            retired.push(unsafe { Box::from_raw(old) });
+            Some(make_array(slots.0.len() * 2, &w)?)
         } else {
-            slots.put(address, handle);
+            None
+        };
+        let handle = create(&w)?;
+        match bigger {
+            Some(bigger) => {
+                let view = slots_of(&bigger);
+                for slot in slots.0 {
+                    let k = slot.key.load(Relaxed);
+                    if k != 0 {
+                        view.put(k, slot.handle.load(Relaxed) as u32, &w);
+                    }
+                }
+                view.put(address, handle, &w);
+                // Release: the copied slots are visible to whoever sees the
+                // new array.
+                self.current.store(bigger.as_ptr().cast_mut(), Release);
+                let i = arrays.count;
+                arrays.all[i] = Some(bigger);
+                arrays.count += 1;
+            }
+            None => slots.put(address, handle, &w),
         }
         self.len.store(n, Relaxed);
         Ok(handle)
@@ -131,14 +198,5 @@ impl NativeMap {
     /// Holds the writer lock (across `fork`; see `ffi`).
     pub(crate) fn lock(&self) -> impl Sized + '_ {
         self.writer.lock()
-    }
-}
-
-impl Drop for NativeMap {
-    fn drop(&mut self) {
-        let p = self.current.load(Relaxed);
-        // SAFETY: `p` came from Box::into_raw and nothing else frees it; the
-        // map is being dropped, so no reader remains.
-        drop(unsafe { Box::from_raw(p) });
     }
 }

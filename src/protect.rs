@@ -1,21 +1,37 @@
 //! Write protection of the table with memory protection keys (pkeys).
 //!
 //! One key per process is allocated when the library is loaded (an
-//! `.init_array` constructor), so that threads created afterwards inherit
-//! read access. Committed table memory carries the key; the calling thread's
-//! PKRU denies writes except inside a [`Window`], which the library opens for
-//! the few instructions that write an entry and closes again.
+//! `.init_array` constructor). Everything the library writes that says where
+//! a call goes or whether an entry is live (entries, metadata, generation
+//! bytes, freelist heads, segment states, the native map) lives in memory
+//! tagged with that key; see `memory`.
 //!
-//! Linux starts a thread that predates the key, and every signal handler, with
-//! no access at all to the key. Every library call therefore runs
-//! [`ensure_read`] first: one `RDPKRU`, and a `WRPKRU` granting read access
-//! only when it is missing.
+//! For the key, a thread's PKRU is in one of three states:
+//!
+//! | bits (AD, WD) | state       | who is in it                                  |
+//! |---------------|-------------|-----------------------------------------------|
+//! | (1, *)        | no access   | threads that predate the key, their children, signal handlers, code after `siglongjmp` out of a handler |
+//! | (0, 1)        | read-only   | the loading thread, threads it creates, any thread after a library call |
+//! | (0, 0)        | read-write  | only inside a [`Window`]                      |
+//!
+//! The rules that keep writes inside windows:
+//! - [`ensure_read`] (every library call that reads protected memory,
+//!   `wcpt_thread_attach`, `wcpt_signal_enter`) puts the key in exactly the
+//!   read-only state. It never grants write access, and it also takes away a
+//!   write access it finds.
+//! - A [`Window`] clears both bits and, when it closes, sets exactly the
+//!   read-only state: never "whatever it was before".
+//! - Windows do not nest. Code that needs one while another is open takes a
+//!   `&Window` as proof instead of opening its own, so closing a window can
+//!   never end an outer one early.
+//! - A signal handler gets its own PKRU from the kernel, and the interrupted
+//!   code's PKRU (even mid-window) comes back on `sigreturn`.
 //!
 //! Where `pkey_alloc` fails (no PKU in the CPU or kernel, valgrind, another
 //! architecture) or `WCPT_PROTECT=off`, the key is `-1` and every function
 //! here is a single load and branch.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Once;
 
 /// The process's key, or -1 when the table is unprotected.
@@ -32,10 +48,23 @@ pub enum Mode {
     Pkeys = 1,
 }
 
-/// Allocates the key once per process, unless `WCPT_PROTECT=off`.
-pub fn init() {
+/// Whether the environment turns protection off (`WCPT_PROTECT=off`). Reads
+/// the variable without allocating: this runs in a load-time constructor.
+fn disabled_by_env() -> bool {
+    // SAFETY: getenv with a NUL-terminated name; the result is NULL or a
+    // NUL-terminated string owned by the environment, read at once.
+    unsafe {
+        let v = libc::getenv(c"WCPT_PROTECT".as_ptr());
+        !v.is_null() && std::ffi::CStr::from_ptr(v).to_bytes() == b"off"
+    }
+}
+
+/// Allocates the key once per process, unless `WCPT_PROTECT=off`. The key is
+/// allocated read-only for the calling thread (the kernel sets that thread's
+/// PKRU for it); other existing threads have no access until a repair.
+pub(crate) fn init() {
     INIT.call_once(|| {
-        if std::env::var_os("WCPT_PROTECT").is_some_and(|v| v == "off") {
+        if disabled_by_env() {
             return;
         }
         #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
@@ -43,7 +72,7 @@ pub fn init() {
             // SAFETY: pkey_alloc has no memory-safety preconditions; it
             // returns a key or -1.
             let key = unsafe { libc::syscall(libc::SYS_pkey_alloc, 0, PKEY_DISABLE_WRITE) };
-            if key > 0 {
+            if key > 0 && key < 16 {
                 PKEY.store(key as i32, Ordering::Release);
             }
         }
@@ -67,7 +96,7 @@ static LOAD_TIME_INIT: extern "C" fn() = {
 
 /// The key, or `None` when unprotected.
 #[inline]
-pub fn key() -> Option<i32> {
+pub(crate) fn key() -> Option<i32> {
     let k = PKEY.load(Ordering::Relaxed);
     (k > 0).then_some(k)
 }
@@ -82,8 +111,22 @@ pub fn mode() -> Mode {
     }
 }
 
+/// PKRU writes made by the library, striped by thread so that counting costs
+/// no shared cache line. Only ever incremented after `pkey_alloc` succeeded.
+struct WriteCount([crate::sync::CachePadded<AtomicU64>; 16]);
+
+static WRITES: WriteCount = WriteCount([const { crate::sync::CachePadded(AtomicU64::new(0)) }; 16]);
+
+/// How many times the library has written PKRU in this process (0 unless
+/// protection is [`Mode::Pkeys`]). Exact once the counted calls have returned.
+pub fn pkru_writes() -> u64 {
+    WRITES.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+}
+
 #[cfg(all(target_arch = "x86_64", not(loom)))]
 mod pkru {
+    use super::*;
+
     /// Reads this thread's PKRU register.
     ///
     /// Only called once `pkey_alloc` has succeeded, which implies that the
@@ -104,11 +147,15 @@ mod pkru {
     #[inline]
     pub(super) fn write(pkru: u32) {
         // SAFETY: as for `read`; the value only changes this thread's access
-        // rights, which callers compute from the current value.
+        // rights, which callers compute from the current value. No `nomem`:
+        // memory accesses must not be moved across a change of rights.
         unsafe {
             core::arch::asm!("wrpkru", in("eax") pkru, in("ecx") 0u32, in("edx") 0u32,
                 options(nostack, preserves_flags));
         }
+        // Relaxed: a statistic. The stripe is picked by the thread pointer,
+        // so threads rarely share one; the RMW keeps the count exact anyway.
+        WRITES.0[crate::table::thread_hash() % 16].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -120,54 +167,80 @@ mod pkru {
     pub(super) fn write(_: u32) {}
 }
 
-const fn access_disable(key: i32) -> u32 {
-    1 << (2 * key)
+/// Both of the key's bits: access-disable and write-disable.
+const fn key_bits(key: i32) -> u32 {
+    3 << (2 * key)
 }
+/// Write-disable alone: the read-only state.
 const fn write_disable(key: i32) -> u32 {
     2 << (2 * key)
 }
 
-/// Gives the calling thread read access to the table if it lacks it (a
-/// thread that predates the key, or a signal handler). Async-signal-safe.
+/// Puts the calling thread in the read-only state for the table: read access
+/// if it lacked it (a thread that predates the key, or a signal handler), and
+/// no write access even if something left it. One `RDPKRU`, plus one `WRPKRU`
+/// only when the state was not already read-only. Async-signal-safe.
+///
+/// Must not be called inside a [`Window`] (it would close it).
 #[inline]
-pub fn ensure_read() {
+pub(crate) fn ensure_read() {
     if let Some(k) = key() {
         let pkru = pkru::read();
-        if pkru & access_disable(k) != 0 {
-            pkru::write(pkru & !access_disable(k));
+        if pkru & key_bits(k) != write_disable(k) {
+            pkru::write((pkru & !key_bits(k)) | write_disable(k));
         }
     }
 }
 
 /// A write window: while it lives, this thread may write the table.
 ///
-/// Windows nest: an inner window finds the table writable and does nothing,
-/// and only the outermost one closes it (restoring read-only access).
-pub struct Window {
-    saved: Option<u32>,
+/// Not `Send` (PKRU is per thread) and crate-private: only the library opens
+/// windows, and every one is a scoped local that closes on drop.
+pub(crate) struct Window {
+    /// The PKRU value that closes the window, if it opened one.
+    close: Option<u32>,
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl Window {
-    /// Opens a window (a no-op when unprotected or already open).
+    /// Opens a window (a no-op when unprotected). Windows do not nest: a
+    /// callee that writes takes `&Window` from its caller.
     #[inline]
-    pub fn open() -> Window {
-        let Some(k) = key() else { return Window { saved: None } };
+    pub(crate) fn open() -> Window {
+        let Some(k) = key() else { return Window { close: None, _not_send: std::marker::PhantomData } };
         let pkru = pkru::read();
-        let closed = access_disable(k) | write_disable(k);
-        if pkru & closed == 0 {
-            return Window { saved: None };
+        if pkru & key_bits(k) != 0 {
+            pkru::write(pkru & !key_bits(k));
         }
-        pkru::write(pkru & !closed);
-        // Read access stays granted after the window: the thread needs it.
-        Window { saved: Some((pkru & !access_disable(k)) | write_disable(k)) }
+        // Close to exactly read-only, whatever the state was before: even if
+        // the thread was (wrongly) writable already, it will not be after.
+        Window { close: Some((pkru & !key_bits(k)) | write_disable(k)), _not_send: std::marker::PhantomData }
     }
 }
 
 impl Drop for Window {
     #[inline]
     fn drop(&mut self) {
-        if let Some(pkru) = self.saved {
+        if let Some(pkru) = self.close {
             pkru::write(pkru);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_states_a_key_can_be_in() {
+        // Key 1: bits 2 (AD) and 3 (WD).
+        assert_eq!(key_bits(1), 0b1100);
+        assert_eq!(write_disable(1), 0b1000);
+        // Linux's default PKRU denies every key but 0 (AD only); the repair
+        // gives read-only, never read-write.
+        let default = 0x5555_5554u32;
+        let repaired = (default & !key_bits(1)) | write_disable(1);
+        assert_eq!(repaired & key_bits(1), write_disable(1));
+        assert_eq!(repaired & !key_bits(1), default & !key_bits(1), "other keys untouched");
     }
 }

@@ -14,7 +14,7 @@
 
 use crate::freelist::{segment_capacity, Freelists};
 use crate::handle::*;
-use crate::memory::{Entry, Memory};
+use crate::memory::{Entry, Memory, ProtectedArray};
 use crate::native::NativeMap;
 use crate::protect::{self, Window};
 use crate::regions::CodeRegions;
@@ -49,15 +49,20 @@ pub struct Stats {
 }
 
 /// A code pointer table.
+///
+/// Everything below that the table writes while in use (entries, metadata,
+/// freelist heads, segment states and claims, the native map) is in memory
+/// tagged with the protection key; the locks, two counters and the code
+/// regions are not (docs/DESIGN.md says why).
 pub struct Table {
     mem: Memory,
     lists: Freelists,
     /// Per segment: 0, or 1 + the shard that claims it.
-    owner: Box<[AtomicU8]>,
+    owner: ProtectedArray<AtomicU8>,
     /// Per segment: NEVER_COMMITTED, COMMITTED or RELEASED.
-    state: Box<[AtomicU8]>,
+    state: ProtectedArray<AtomicU8>,
     /// Per shard: 0, or 1 + its current segment.
-    shards: Box<[CachePadded<AtomicU32>]>,
+    shards: ProtectedArray<CachePadded<AtomicU32>>,
     /// Serialises commit and release of segments.
     grow: Mutex<()>,
     /// Segments at or above this index have never been committed.
@@ -74,9 +79,10 @@ pub struct Table {
 /// Not a model-checked atomic even under loom: it only numbers tables.
 static NEXT_SALT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
-/// Which shard the calling thread allocates from.
+/// A hash of the calling thread's identity, the same for every call on one
+/// thread, different between threads (mostly). Async-signal-safe.
 #[inline]
-fn shard_index() -> usize {
+pub(crate) fn thread_hash() -> usize {
     #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
     {
         let tp: usize;
@@ -86,13 +92,13 @@ fn shard_index() -> usize {
             core::arch::asm!("mov {}, fs:0", out(reg) tp,
                 options(nostack, readonly, preserves_flags, pure));
         }
-        tp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SHARDS.trailing_zeros())
+        tp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
     }
     #[cfg(all(not(all(target_arch = "x86_64", target_os = "linux")), not(loom)))]
     {
         thread_local!(static TOKEN: u8 = const { 0 });
         let tp = TOKEN.with(|t| t as *const u8 as usize);
-        tp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - SHARDS.trailing_zeros())
+        tp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
     }
     #[cfg(loom)]
     {
@@ -100,20 +106,27 @@ fn shard_index() -> usize {
     }
 }
 
+/// Which shard the calling thread allocates from.
+#[inline]
+fn shard_index() -> usize {
+    thread_hash() % SHARDS
+}
+
 impl Table {
     /// Reserves a new, empty table. Nothing is committed until first use.
     pub fn new() -> Result<Table, Error> {
         protect::init();
+        const _: () = assert!(NEVER_COMMITTED == 0, "a zeroed state array is all NEVER_COMMITTED");
         Ok(Table {
             mem: Memory::reserve()?,
-            lists: Freelists::new(),
-            owner: (0..SEGMENTS).map(|_| AtomicU8::new(0)).collect(),
-            state: (0..SEGMENTS).map(|_| AtomicU8::new(NEVER_COMMITTED)).collect(),
-            shards: (0..SHARDS).map(|_| CachePadded(AtomicU32::new(0))).collect(),
+            lists: Freelists::new()?,
+            owner: ProtectedArray::zeroed(SEGMENTS as usize)?,
+            state: ProtectedArray::zeroed(SEGMENTS as usize)?,
+            shards: ProtectedArray::zeroed(SHARDS)?,
             grow: Mutex::new(()),
             high_water: AtomicU32::new(0),
             committed: AtomicUsize::new(0),
-            natives: NativeMap::new(),
+            natives: NativeMap::new()?,
             regions: CodeRegions::new(),
             // An odd step visits all 256 salts before repeating one.
             salt: NEXT_SALT.fetch_add(0x9D, Relaxed),
@@ -195,17 +208,16 @@ impl Table {
     /// Allocates an entry holding `entrypoint` and `signature`.
     pub fn alloc(&self, entrypoint: u64, signature: u64) -> Result<u32, Error> {
         self.check_code(entrypoint)?;
-        // One write window for the whole operation: committing a segment on
-        // the way (rare) nests inside it at no cost.
-        let _w = Window::open();
-        let index = self.take()?;
-        Ok(self.publish(index, entrypoint, signature, Meta::LIVE))
+        // One write window for the whole operation, committing a segment on
+        // the way (rare) included.
+        let w = Window::open();
+        let index = self.take(&w)?;
+        Ok(self.publish(index, entrypoint, signature, Meta::LIVE, &w))
     }
 
-    /// Writes a taken entry and makes it answer to its handle. The caller has
-    /// a write window open.
+    /// Writes a taken entry and makes it answer to its handle.
     #[inline]
-    fn publish(&self, index: u32, entrypoint: u64, signature: u64, state: u16) -> u32 {
+    fn publish(&self, index: u32, entrypoint: u64, signature: u64, state: u16, _w: &Window) -> u32 {
         let entry = self.entry(index);
         let meta = self.meta(index);
         // We own the entry (popped it): nobody else writes its metadata.
@@ -219,16 +231,16 @@ impl Table {
 
     /// Takes a free entry for the calling thread's shard.
     #[inline]
-    fn take(&self) -> Result<u32, Error> {
+    fn take(&self, w: &Window) -> Result<u32, Error> {
         let shard = shard_index();
         let mut current = self.shards[shard].load(Relaxed);
         loop {
             if current != 0 {
-                if let Some(index) = self.lists.pop(&self.mem, current - 1) {
+                if let Some(index) = self.lists.pop(&self.mem, current - 1, w) {
                     return Ok(index);
                 }
             }
-            current = self.refill(shard, current)?;
+            current = self.refill(shard, current, w)?;
         }
     }
 
@@ -236,7 +248,7 @@ impl Table {
     /// `seen` ran dry: one it claims, a newly committed one, or, when the
     /// table is full or memory is refused, any segment with a free entry.
     #[cold]
-    fn refill(&self, shard: usize, seen: u32) -> Result<u32, Error> {
+    fn refill(&self, shard: usize, seen: u32, w: &Window) -> Result<u32, Error> {
         let me = shard as u8 + 1;
         let slot = &self.shards[shard];
         let current = slot.load(Relaxed);
@@ -251,7 +263,7 @@ impl Table {
                 // outside other shards' segments.
                 match self.find_segment(me, false) {
                     Some(s) => s,
-                    None => match self.commit_segment() {
+                    None => match self.commit_segment(w) {
                         Ok(s) => {
                             self.owner[s as usize].store(me, Relaxed);
                             s
@@ -274,7 +286,7 @@ impl Table {
     /// A committed segment with a free entry that `me` claims (or, with
     /// `share`, any such segment).
     fn find_segment(&self, me: u8, share: bool) -> Option<u32> {
-        let end = self.high_water.load(Acquire);
+        let end = self.high_water();
         (0..end).find(|&s| {
             let head = self.lists.head(s);
             if head.closed() || head.free() == 0 {
@@ -287,8 +299,15 @@ impl Table {
         })
     }
 
+    /// Segments at or above this have never been committed (clamped, so a
+    /// corrupted counter cannot index out of bounds).
+    #[inline]
+    fn high_water(&self) -> u32 {
+        self.high_water.load(Acquire).min(SEGMENTS)
+    }
+
     /// Commits the lowest segment that is not committed. Under `grow`.
-    fn commit_segment(&self) -> Result<u32, Error> {
+    fn commit_segment(&self, w: &Window) -> Result<u32, Error> {
         let segment = (0..SEGMENTS)
             .find(|&s| self.state[s as usize].load(Relaxed) != COMMITTED)
             .ok_or(Error::Capacity)?;
@@ -299,10 +318,7 @@ impl Table {
         }
         self.mem.commit_entries(segment)?;
         self.high_water.fetch_max(segment + 1, Release);
-        {
-            let _w = Window::open();
-            self.lists.open(&self.mem, segment);
-        }
+        self.lists.open(&self.mem, segment, w);
         state.store(COMMITTED, Relaxed);
         self.committed.fetch_add(1, Relaxed);
         Ok(segment)
@@ -320,7 +336,7 @@ impl Table {
         if !m.is_live(g) {
             return Err(m.refusal(g));
         }
-        let _w = Window::open();
+        let w = Window::open();
         let mut spins = 0;
         loop {
             if m.pinned() {
@@ -346,7 +362,7 @@ impl Table {
                 return Err(m.refusal(g));
             }
         }
-        self.lists.push(&self.mem, index);
+        self.lists.push(&self.mem, index, &w);
         Ok(())
     }
 
@@ -354,8 +370,8 @@ impl Table {
     pub fn set(&self, handle: u32, entrypoint: u64) -> Result<(), Error> {
         self.check_code(entrypoint)?;
         // The window also grants read access.
-        let _w = Window::open();
-        self.set_in_window(handle, entrypoint)
+        let w = Window::open();
+        self.set_in_window(handle, entrypoint, &w)
     }
 
     /// Sets many handles in one write window. Every handle and entrypoint is
@@ -378,11 +394,11 @@ impl Table {
                 return Err(set_refusal(m, g));
             }
         }
-        let _w = Window::open();
-        handles.iter().zip(entrypoints).try_for_each(|(&h, &e)| self.set_in_window(h, e))
+        let w = Window::open();
+        handles.iter().zip(entrypoints).try_for_each(|(&h, &e)| self.set_in_window(h, e, &w))
     }
 
-    fn set_in_window(&self, handle: u32, entrypoint: u64) -> Result<(), Error> {
+    fn set_in_window(&self, handle: u32, entrypoint: u64, _w: &Window) -> Result<(), Error> {
         let (index, g) = self.split(handle);
         if index == 0 || index >= LAST_INDEX {
             return Err(Error::InvalidHandle);
@@ -419,12 +435,12 @@ impl Table {
         if address == 0 || !is_user_address(address) {
             return Err(Error::InvalidArgument);
         }
-        // Known addresses are found in the map (ordinary memory); only
-        // creating a handle touches the table, inside a window.
-        self.natives.get_or_create(address, || {
-            let _w = Window::open();
-            let index = self.take()?;
-            Ok(self.publish(index, address, NATIVE_SIGNATURE, Meta::NATIVE))
+        // The map is protected memory: lookups need read access, and
+        // creating a handle runs inside the map's one write window.
+        protect::ensure_read();
+        self.natives.get_or_create(address, |w| {
+            let index = self.take(w)?;
+            Ok(self.publish(index, address, NATIVE_SIGNATURE, Meta::NATIVE, w))
         })
     }
 
@@ -433,7 +449,8 @@ impl Table {
     /// Returns the number of segments released.
     pub fn sweep(&self, threshold: usize) -> usize {
         let threshold = threshold.max(ENTRIES_PER_SEGMENT as usize);
-        let end = self.high_water.load(Acquire);
+        protect::ensure_read();
+        let end = self.high_water();
         let free: usize = (0..end)
             .map(|s| self.lists.head(s))
             .filter(|h| !h.closed())
@@ -443,13 +460,16 @@ impl Table {
             return 0;
         }
         let mut released = 0;
+        // One window for the whole sweep, opened at the first candidate.
+        let mut window: Option<Window> = None;
         for s in 0..end {
             let head = self.lists.head(s);
             if head.closed() || head.free() != segment_capacity(s) {
                 continue;
             }
+            let w = window.get_or_insert_with(Window::open);
             let _g = self.grow.lock();
-            if self.lists.close_if_empty(s) {
+            if self.lists.close_if_empty(s, w) {
                 self.owner[s as usize].store(0, Relaxed);
                 self.mem.release_entries(s);
                 self.state[s as usize].store(RELEASED, Relaxed);
@@ -462,7 +482,8 @@ impl Table {
 
     /// Counters of the table.
     pub fn stats(&self) -> Stats {
-        let end = self.high_water.load(Acquire);
+        protect::ensure_read();
+        let end = self.high_water();
         let (mut taken, mut free) = (0usize, 0usize);
         for s in 0..end {
             let head = self.lists.head(s);
