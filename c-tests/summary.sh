@@ -4,6 +4,7 @@
 # closing line. Exits non-zero if anything failed or a step did not finish.
 log=$1
 failed_steps=$2
+label=${3:-check}
 read -r passed failed skipped < <(awk '
   /^test result: / {
     for (i = 1; i <= NF; i++) {
@@ -24,5 +25,5 @@ if [ -s "$failed_steps" ]; then
 fi
 [ "$failed" -eq 0 ] || status=1
 [ "$passed" -gt 0 ] || status=1
-echo "check: $passed passed, $failed failed, $skipped skipped"
+echo "$label: $passed passed, $failed failed, $skipped skipped"
 exit $status
