@@ -259,13 +259,15 @@ wcpt_status wcpt_free(wcpt_handle handle);
 /**
  * The entrypoint of a live handle (including native handles), or 0 for a
  * free, stale, null, invalid or never-allocated one. Never faults, whatever
- * the value of `handle`. Lock-free, wait-free, async-signal-safe once the
- * table exists.
+ * the value of `handle`. Lock-free, wait-free and async-signal-safe in every
+ * state of the process: before the table exists (or while another thread
+ * creates it) it answers 0 and creates nothing.
  */
 uintptr_t wcpt_get(wcpt_handle handle);
 
 /**
  * Like `wcpt_get`, and 0 also when the entry's signature is not `signature`.
+ * Async-signal-safe in every state of the process, like `wcpt_get`.
  */
 uintptr_t wcpt_get_checked(wcpt_handle handle, uint64_t signature);
 

@@ -9,13 +9,12 @@
 
 use crate::handle::{self, Error};
 use crate::protect;
-use crate::sync::{Mutex, Ordering::*};
-use crate::table::Table;
+use crate::sync::{Mutex, MutexGuard, Ordering::*};
+use crate::table::{Table, TableLocks};
 use std::cell::{Cell, UnsafeCell};
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::AtomicPtr;
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicPtr};
 
 /// A handle to a table entry: the entry index in the low 24 bits
 /// (`WCPT_INDEX_MASK`) and a generation in the high 8 bits.
@@ -158,7 +157,8 @@ pub struct wcpt_stats_t {
 
 static GLOBAL: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
 static LIFECYCLE: Mutex<()> = Mutex::new(());
-static ATFORK: Once = Once::new();
+/// Whether the fork handlers are registered (under LIFECYCLE).
+static ATFORK: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     static LAST_ERROR: Cell<wcpt_status> = const { Cell::new(wcpt_status::WCPT_OK) };
@@ -180,28 +180,59 @@ fn table() -> Result<&'static Table, Error> {
     init_slow()
 }
 
+/// The process-wide table if it exists, without creating it: for lookups,
+/// which must stay async-signal-safe before and during `wcpt_init` (no
+/// handle can be live before the table exists, so they answer 0).
+#[inline]
+fn existing_table() -> Option<&'static Table> {
+    let p = GLOBAL.load(Acquire);
+    // SAFETY: as in `table`.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// Creates the table. Every allocation on the way is fallible and reported
+/// as `OutOfMemory`: the table's memory is mapped, and the `Table` value
+/// itself is placed with `std::alloc::alloc`, whose null is checked (a
+/// `Box::new` would call the allocation error handler, which aborts).
 #[cold]
 fn init_slow() -> Result<&'static Table, Error> {
-    ATFORK.call_once(|| {
+    let _g = LIFECYCLE.lock();
+    if !ATFORK.load(Relaxed) {
         // SAFETY: the handlers are plain functions that stay valid for the
         // life of the process (the library is never unloaded while in use).
-        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release)) };
-    });
-    let _g = LIFECYCLE.lock();
+        let rc = unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+        if rc != 0 {
+            // glibc allocates the registration; without it a fork child could
+            // inherit held locks, so refuse now and try again next time.
+            return Err(Error::OutOfMemory);
+        }
+        ATFORK.store(true, Relaxed);
+    }
     let p = GLOBAL.load(Acquire);
     if !p.is_null() {
         // SAFETY: as in `table`.
         return Ok(unsafe { &*p });
     }
-    let t = Box::into_raw(Box::new(Table::new()?));
+    let table = Table::new()?;
+    let layout = std::alloc::Layout::new::<Table>();
+    // SAFETY: Table is not zero-sized.
+    let t = unsafe { std::alloc::alloc(layout) }.cast::<Table>();
+    if t.is_null() {
+        return Err(Error::OutOfMemory); // `table` is dropped: its mappings go
+    }
+    // SAFETY: `t` is fresh, aligned and sized for a Table (global allocator,
+    // the layout Box uses, so wcpt_teardown can free it as a Box).
+    unsafe { t.write(table) };
     // Release: the table is fully built before any thread can see it.
     GLOBAL.store(t, Release);
     // SAFETY: just created and published; freed only by wcpt_teardown.
     Ok(unsafe { &*t })
 }
 
-/// The locks `fork_prepare` holds until `fork_parent` or `fork_child`.
-struct ForkHeld(UnsafeCell<Option<Box<dyn std::any::Any>>>);
+/// The locks `fork_prepare` holds until `fork_parent` or `fork_child`, in a
+/// static of their own type: the handlers allocate nothing.
+type Held = (Option<TableLocks<'static>>, MutexGuard<'static, ()>);
+struct ForkHeld(UnsafeCell<Option<Held>>);
 // SAFETY: only the fork handlers touch it, and only while holding LIFECYCLE
 // (prepare takes it first; parent and child run after prepare, in the forking
 // thread and in the child's only thread), so accesses never overlap.
@@ -215,16 +246,27 @@ extern "C" fn fork_prepare() {
     // while we hold LIFECYCLE (until the parent/child handler drops it).
     let table_locks = (!p.is_null()).then(|| unsafe { &*p }.lock_all());
     // Table locks are dropped before LIFECYCLE (tuple fields drop in order).
-    let held: Box<dyn std::any::Any> = Box::new((table_locks, lifecycle));
     // SAFETY: see ForkHeld; we hold LIFECYCLE.
-    unsafe { *FORK_HELD.0.get() = Some(held) };
+    unsafe { *FORK_HELD.0.get() = Some((table_locks, lifecycle)) };
 }
 
-/// Releases what `fork_prepare` took; runs in the parent and in the child.
-extern "C" fn fork_release() {
+/// Releases what `fork_prepare` took, in the parent.
+extern "C" fn fork_parent() {
     // SAFETY: see ForkHeld; prepare stored it and nothing else runs the
     // handlers concurrently.
     drop(unsafe { (*FORK_HELD.0.get()).take() });
+}
+
+/// In the child: settles the lock-free operations that other threads of the
+/// parent were in the middle of (see `Table::repair_after_fork`) while the
+/// locks are still held, then releases them.
+extern "C" fn fork_child() {
+    boundary((), || {
+        if let Some(t) = existing_table() {
+            t.repair_after_fork();
+        }
+    });
+    fork_parent();
 }
 
 /// Runs `f`, turning a panic into `on_panic`: no unwind crosses the ABI.
@@ -298,17 +340,19 @@ pub extern "C" fn wcpt_free(handle: wcpt_handle) -> wcpt_status {
 
 /// The entrypoint of a live handle (including native handles), or 0 for a
 /// free, stale, null, invalid or never-allocated one. Never faults, whatever
-/// the value of `handle`. Lock-free, wait-free, async-signal-safe once the
-/// table exists.
+/// the value of `handle`. Lock-free, wait-free and async-signal-safe in every
+/// state of the process: before the table exists (or while another thread
+/// creates it) it answers 0 and creates nothing.
 #[no_mangle]
 pub extern "C" fn wcpt_get(handle: wcpt_handle) -> usize {
-    boundary(0, || table().map_or(0, |t| t.get(handle)) as usize)
+    boundary(0, || existing_table().map_or(0, |t| t.get(handle)) as usize)
 }
 
 /// Like `wcpt_get`, and 0 also when the entry's signature is not `signature`.
+/// Async-signal-safe in every state of the process, like `wcpt_get`.
 #[no_mangle]
 pub extern "C" fn wcpt_get_checked(handle: wcpt_handle, signature: u64) -> usize {
-    boundary(0, || table().map_or(0, |t| t.get_checked(handle, signature)) as usize)
+    boundary(0, || existing_table().map_or(0, |t| t.get_checked(handle, signature)) as usize)
 }
 
 /// Replaces the entrypoint of a live handle (tier-up); the signature is kept.
@@ -343,12 +387,15 @@ pub unsafe extern "C" fn wcpt_set_many(
         if handles.is_null() || entrypoints.is_null() {
             return wcpt_status::WCPT_ERR_INVALID_ARGUMENT;
         }
-        // SAFETY: non-null, and the caller guarantees `count` elements each.
+        const _: () = assert!(std::mem::size_of::<usize>() == std::mem::size_of::<u64>());
+        // SAFETY: non-null, and the caller guarantees `count` elements each;
+        // usize and u64 have the same size and alignment on the 64-bit
+        // targets wcpt builds for (asserted above), so the entrypoints are
+        // read in place, without a copy that could fail to allocate.
         let (hs, es) = unsafe {
-            (std::slice::from_raw_parts(handles, count), std::slice::from_raw_parts(entrypoints, count))
+            (std::slice::from_raw_parts(handles, count), std::slice::from_raw_parts(entrypoints.cast::<u64>(), count))
         };
-        let es: Vec<u64> = es.iter().map(|&e| e as u64).collect();
-        status(table().and_then(|t| t.set_many(hs, &es)))
+        status(table().and_then(|t| t.set_many(hs, es)))
     })
 }
 

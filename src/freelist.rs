@@ -27,7 +27,7 @@
 
 use crate::handle::{ENTRIES_PER_SEGMENT, FREE_TAG, FREE_TAG_MASK, LAST_INDEX, SEGMENTS, SEGMENT_SHIFT};
 use crate::handle::Error;
-use crate::memory::{Memory, ProtectedArray};
+use crate::memory::{Memory, MappedArray};
 use crate::protect::Window;
 use crate::sync::{AtomicU64, CachePadded, Ordering::*};
 
@@ -97,18 +97,38 @@ fn unlink(word: u64) -> Option<u32> {
 
 /// The heads of all segments.
 pub(crate) struct Freelists {
-    heads: ProtectedArray<CachePadded<AtomicU64>>,
+    heads: MappedArray<CachePadded<AtomicU64>>,
 }
 
 impl Freelists {
     /// Every segment closed (all-zero heads), or `OutOfMemory`.
     pub(crate) fn new() -> Result<Freelists, Error> {
-        Ok(Freelists { heads: ProtectedArray::zeroed(SEGMENTS as usize)? })
+        Ok(Freelists { heads: MappedArray::zeroed(SEGMENTS as usize)? })
     }
 
     #[inline]
     pub(crate) fn head(&self, segment: u32) -> Head {
-        Head(self.heads[segment as usize].load(Acquire))
+        // SeqCst (a plain load on x86): see `push`.
+        Head(self.heads[segment as usize].load(SeqCst))
+    }
+
+    /// Calls `f` with the local index of every entry on `segment`'s list,
+    /// in list order (at most the head's free count, stopping at anything
+    /// that is not a link). Only for a quiescent table: a fork child.
+    pub(crate) fn for_each_listed(&self, mem: &Memory, segment: u32, mut f: impl FnMut(u32)) {
+        let head = self.head(segment);
+        let mut top = head.top();
+        for _ in 0..head.free() {
+            if top == 0 {
+                break;
+            }
+            let local = top - 1;
+            f(local);
+            match unlink(mem.entry((segment << SEGMENT_SHIFT) + local).entrypoint.load(Relaxed)) {
+                Some(next) => top = next,
+                None => break,
+            }
+        }
     }
 
     /// Takes a free entry of `segment` and returns its index, or `None` if
@@ -162,7 +182,9 @@ impl Freelists {
             entry.store(link(cur.top()), Relaxed);
             let new = cur.next(local + 1, cur.free() + 1, false);
             // Release: publishes the link stored above to the next popper.
-            match head.compare_exchange_weak(cur.0, new.0, Release, Relaxed) {
+            // SeqCst (the same instruction on x86): a push and the `full`
+            // flag form a store-load pair with `Table::refill`'s last scan.
+            match head.compare_exchange_weak(cur.0, new.0, SeqCst, Relaxed) {
                 Ok(_) => return,
                 Err(seen) => cur = Head(seen),
             }

@@ -15,7 +15,7 @@
 //! million live entries) where the 2-byte metadata would not.
 //!
 //! The table's other control state (freelist heads, segment states, the
-//! native map's arrays) lives in [`ProtectedArray`]s: small mappings that are
+//! native map's arrays) lives in [`MappedArray`]s: small mappings that are
 //! committed at once, tagged with the protection key like the regions above,
 //! so that a stray write cannot corrupt them either.
 
@@ -66,7 +66,7 @@ pub struct Entry {
 
 
 #[cfg(not(loom))]
-pub(crate) use mmap::{Memory, ProtectedArray};
+pub(crate) use mmap::{Memory, MappedArray};
 
 #[cfg(not(loom))]
 mod mmap {
@@ -210,23 +210,36 @@ mod mmap {
         }
     }
 
-    /// A fixed-length array of `T` in its own mapping, committed and tagged
-    /// with the protection key when created, initially all zeros. Writes
-    /// need a `Window`; reads need read access (`protect::ensure_read`).
-    pub(crate) struct ProtectedArray<T: Zeroed> {
+    /// A fixed-length array of `T` in its own mapping, committed when
+    /// created, initially all zeros, and never on the Rust heap. Made with
+    /// `zeroed` it is tagged with the protection key: writes need a
+    /// `Window` and reads need read access (`protect::ensure_read`). Made
+    /// with `plain` it is ordinary memory.
+    pub(crate) struct MappedArray<T: Zeroed> {
         ptr: NonNull<T>,
         len: usize,
         bytes: usize,
     }
 
     // SAFETY: the array owns its mapping; T's own Send/Sync decide sharing.
-    unsafe impl<T: Zeroed + Send> Send for ProtectedArray<T> {}
+    unsafe impl<T: Zeroed + Send> Send for MappedArray<T> {}
     // SAFETY: as above; shared access goes through `&T`.
-    unsafe impl<T: Zeroed + Sync> Sync for ProtectedArray<T> {}
+    unsafe impl<T: Zeroed + Sync> Sync for MappedArray<T> {}
 
-    impl<T: Zeroed> ProtectedArray<T> {
-        /// `len` zeroed elements, or `OutOfMemory` if the OS refuses.
+    impl<T: Zeroed> MappedArray<T> {
+        /// `len` zeroed elements tagged with the protection key, or
+        /// `OutOfMemory` if the OS refuses.
         pub(crate) fn zeroed(len: usize) -> Result<Self, Error> {
+            Self::map(len, true)
+        }
+
+        /// `len` zeroed elements in ordinary memory (not tagged, writable
+        /// without a window), or `OutOfMemory`.
+        pub(crate) fn plain(len: usize) -> Result<Self, Error> {
+            Self::map(len, false)
+        }
+
+        fn map(len: usize, tagged: bool) -> Result<Self, Error> {
             let page = 4096;
             let bytes = (len.max(1).checked_mul(std::mem::size_of::<T>()).ok_or(Error::OutOfMemory)?)
                 .checked_add(page - 1)
@@ -234,16 +247,25 @@ mod mmap {
                 & !(page - 1);
             debug_assert!(std::mem::align_of::<T>() <= page);
             let p = reserve(bytes)?;
-            if let Err(e) = protect(p.as_ptr(), bytes, libc::PROT_READ | libc::PROT_WRITE) {
+            let made_writable = if tagged {
+                protect(p.as_ptr(), bytes, libc::PROT_READ | libc::PROT_WRITE)
+            } else {
+                // SAFETY: the range was just mapped by us.
+                match unsafe { libc::mprotect(p.as_ptr().cast(), bytes, libc::PROT_READ | libc::PROT_WRITE) } {
+                    0 => Ok(()),
+                    _ => Err(Error::OutOfMemory),
+                }
+            };
+            if let Err(e) = made_writable {
                 // SAFETY: just mapped with this length, not shared yet.
                 unsafe { libc::munmap(p.as_ptr().cast(), bytes) };
                 return Err(e);
             }
-            Ok(ProtectedArray { ptr: p.cast(), len, bytes })
+            Ok(MappedArray { ptr: p.cast(), len, bytes })
         }
     }
 
-    impl<T: Zeroed> std::ops::Deref for ProtectedArray<T> {
+    impl<T: Zeroed> std::ops::Deref for MappedArray<T> {
         type Target = [T];
         fn deref(&self) -> &[T] {
             // SAFETY: the mapping holds `len` elements, all-zero at first
@@ -253,7 +275,7 @@ mod mmap {
         }
     }
 
-    impl<T: Zeroed> Drop for ProtectedArray<T> {
+    impl<T: Zeroed> Drop for MappedArray<T> {
         fn drop(&mut self) {
             // SAFETY: mapped by `zeroed` with this length; no borrow of the
             // elements outlives `self`.
@@ -275,7 +297,7 @@ mod mmap {
 }
 
 #[cfg(loom)]
-pub(crate) use model::{Memory, ProtectedArray};
+pub(crate) use model::{Memory, MappedArray};
 
 /// Under loom the memory is plain boxed atomics; releasing a segment stores
 /// zeros, which is what a concurrent reader of a released page observes.
@@ -285,15 +307,18 @@ mod model {
     use crate::sync::Ordering::Relaxed;
 
     /// Under loom a protected array is a boxed slice of loom atomics.
-    pub(crate) struct ProtectedArray<T>(Box<[T]>);
+    pub(crate) struct MappedArray<T>(Box<[T]>);
 
-    impl<T: Zeroed> ProtectedArray<T> {
+    impl<T: Zeroed> MappedArray<T> {
         pub(crate) fn zeroed(len: usize) -> Result<Self, Error> {
-            Ok(ProtectedArray((0..len).map(|_| T::zeroed()).collect()))
+            Ok(MappedArray((0..len).map(|_| T::zeroed()).collect()))
+        }
+        pub(crate) fn plain(len: usize) -> Result<Self, Error> {
+            Self::zeroed(len)
         }
     }
 
-    impl<T> std::ops::Deref for ProtectedArray<T> {
+    impl<T> std::ops::Deref for MappedArray<T> {
         type Target = [T];
         fn deref(&self) -> &[T] {
             &self.0

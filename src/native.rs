@@ -6,15 +6,15 @@
 //! alive (readers may still be probing it) until the map is dropped; arrays
 //! double, so the retired ones take less memory than the live one.
 //!
-//! The arrays are [`ProtectedArray`]s: a corrupted slot would hand an engine
+//! The arrays are [`MappedArray`]s: a corrupted slot would hand an engine
 //! the wrong handle for a host function, so they are written only inside a
 //! write window, and allocating one can fail with `OutOfMemory` instead of
 //! aborting. Nothing here touches the Rust heap.
 
 use crate::handle::Error;
-use crate::memory::ProtectedArray;
+use crate::memory::MappedArray;
 use crate::protect::Window;
-use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering::*};
+use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering::*};
 
 /// One slot: the address (0 when empty) and its handle.
 struct Slot {
@@ -80,10 +80,10 @@ impl Slots<'_> {
 const GENERATIONS: usize = 27;
 const INITIAL_SLOTS: usize = 64;
 
-struct Arrays {
+pub(crate) struct Arrays {
     /// Every array ever made, the current one last; older ones are kept for
     /// readers that may still be probing them.
-    all: [Option<ProtectedArray<Slot>>; GENERATIONS],
+    all: [Option<MappedArray<Slot>>; GENERATIONS],
     count: usize,
 }
 
@@ -98,14 +98,14 @@ pub(crate) struct NativeMap {
 
 /// A new array of `n` slots (a power of two) after its header, or
 /// `OutOfMemory`. Writes the header, so the caller has a write window.
-fn make_array(n: usize, _w: &Window) -> Result<ProtectedArray<Slot>, Error> {
-    let array = ProtectedArray::<Slot>::zeroed(n + 1)?;
+fn make_array(n: usize, _w: &Window) -> Result<MappedArray<Slot>, Error> {
+    let array = MappedArray::<Slot>::zeroed(n + 1)?;
     array[0].key.store(n as u64, Relaxed);
     Ok(array)
 }
 
 /// The slots of an array, after its header.
-fn slots_of(array: &ProtectedArray<Slot>) -> Slots<'_> {
+fn slots_of(array: &MappedArray<Slot>) -> Slots<'_> {
     Slots(&array[1..])
 }
 
@@ -196,7 +196,7 @@ impl NativeMap {
     }
 
     /// Holds the writer lock (across `fork`; see `ffi`).
-    pub(crate) fn lock(&self) -> impl Sized + '_ {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Arrays> {
         self.writer.lock()
     }
 }

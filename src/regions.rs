@@ -7,7 +7,8 @@
 //! moment do they take the mutex, so a reader never spins on a writer.
 
 use crate::handle::{is_user_address, Error};
-use crate::sync::{fence, AtomicU64, AtomicUsize, Mutex, Ordering::*};
+use crate::memory::MappedArray;
+use crate::sync::{fence, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering::*};
 
 /// Most regions that can be registered at once.
 #[cfg(not(loom))]
@@ -18,8 +19,12 @@ pub const MAX_REGIONS: usize = 2;
 pub(crate) struct CodeRegions {
     seq: AtomicU64,
     len: AtomicUsize,
-    starts: Box<[AtomicU64]>,
-    ends: Box<[AtomicU64]>,
+    /// The published starts and ends (ordinary mapped memory, so that
+    /// creating a table never touches the Rust heap).
+    starts: MappedArray<AtomicU64>,
+    ends: MappedArray<AtomicU64>,
+    /// The registered regions; grown with `try_reserve`, so a refusal is
+    /// `OutOfMemory`, never an abort.
     truth: Mutex<Vec<(u64, u64)>>,
 }
 
@@ -29,14 +34,14 @@ fn contains(regions: &[(u64, u64)], addr: u64) -> bool {
 }
 
 impl CodeRegions {
-    pub(crate) fn new() -> Self {
-        CodeRegions {
+    pub(crate) fn new() -> Result<Self, Error> {
+        Ok(CodeRegions {
             seq: AtomicU64::new(0),
             len: AtomicUsize::new(0),
-            starts: (0..MAX_REGIONS).map(|_| AtomicU64::new(0)).collect(),
-            ends: (0..MAX_REGIONS).map(|_| AtomicU64::new(0)).collect(),
+            starts: MappedArray::plain(MAX_REGIONS)?,
+            ends: MappedArray::plain(MAX_REGIONS)?,
             truth: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// Refuses `entrypoint` with `NotCode` when regions are registered and
@@ -116,6 +121,7 @@ impl CodeRegions {
         if regions.len() == MAX_REGIONS {
             return Err(Error::Capacity);
         }
+        regions.try_reserve(1).map_err(|_| Error::OutOfMemory)?;
         regions.insert(i, (start, end));
         self.publish(&regions);
         Ok(())
@@ -136,7 +142,7 @@ impl CodeRegions {
     }
 
     /// Holds the writer lock (across `fork`; see `ffi`).
-    pub(crate) fn lock(&self) -> impl Sized + '_ {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<(u64, u64)>> {
         self.truth.lock()
     }
 }

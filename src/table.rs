@@ -14,11 +14,13 @@
 
 use crate::freelist::{segment_capacity, Freelists};
 use crate::handle::*;
-use crate::memory::{Entry, Memory, ProtectedArray};
+use crate::memory::{Entry, Memory, MappedArray};
 use crate::native::NativeMap;
 use crate::protect::{self, Window};
 use crate::regions::CodeRegions;
-use crate::sync::{spin_wait, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, CachePadded, Mutex, Ordering::*};
+use crate::sync::{
+    spin_wait, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, CachePadded, Mutex, MutexGuard, Ordering::*,
+};
 
 /// Number of allocation shards (each with its own current segment).
 #[cfg(not(loom))]
@@ -58,13 +60,21 @@ pub struct Table {
     mem: Memory,
     lists: Freelists,
     /// Per segment: 0, or 1 + the shard that claims it.
-    owner: ProtectedArray<AtomicU8>,
+    owner: MappedArray<AtomicU8>,
     /// Per segment: NEVER_COMMITTED, COMMITTED or RELEASED.
-    state: ProtectedArray<AtomicU8>,
+    state: MappedArray<AtomicU8>,
     /// Per shard: 0, or 1 + its current segment.
-    shards: ProtectedArray<CachePadded<AtomicU32>>,
+    shards: MappedArray<CachePadded<AtomicU32>>,
     /// Serialises commit and release of segments.
     grow: Mutex<()>,
+    /// 0, or the `Error` code of the last refusal to allocate (the table
+    /// full, or memory refused) while nothing has been freed since: later
+    /// allocations are refused at once instead of scanning under the lock.
+    /// A hint in ordinary memory: corrupting it can only refuse or delay.
+    refused: AtomicU8,
+    /// When a refusal for memory may next retry the slow path (coarse
+    /// monotonic milliseconds).
+    retry_at: AtomicU64,
     /// Segments at or above this index have never been committed.
     high_water: AtomicU32,
     committed: AtomicUsize,
@@ -120,14 +130,16 @@ impl Table {
         Ok(Table {
             mem: Memory::reserve()?,
             lists: Freelists::new()?,
-            owner: ProtectedArray::zeroed(SEGMENTS as usize)?,
-            state: ProtectedArray::zeroed(SEGMENTS as usize)?,
-            shards: ProtectedArray::zeroed(SHARDS)?,
+            owner: MappedArray::zeroed(SEGMENTS as usize)?,
+            state: MappedArray::zeroed(SEGMENTS as usize)?,
+            shards: MappedArray::zeroed(SHARDS)?,
             grow: Mutex::new(()),
+            refused: AtomicU8::new(0),
+            retry_at: AtomicU64::new(0),
             high_water: AtomicU32::new(0),
             committed: AtomicUsize::new(0),
             natives: NativeMap::new()?,
-            regions: CodeRegions::new(),
+            regions: CodeRegions::new()?,
             // An odd step visits all 256 salts before repeating one.
             salt: NEXT_SALT.fetch_add(0x9D, Relaxed),
         })
@@ -255,6 +267,9 @@ impl Table {
         if current != seen {
             return Ok(current); // another thread of this shard moved on
         }
+        if let Some(e) = self.still_refused() {
+            return Err(e);
+        }
         let segment = match self.find_segment(me, false) {
             Some(s) => s,
             None => {
@@ -270,7 +285,7 @@ impl Table {
                         }
                         Err(e) => {
                             drop(guard);
-                            self.find_segment(me, true).ok_or(e)?
+                            self.refuse_unless_free(me, e)?
                         }
                     },
                 }
@@ -281,6 +296,49 @@ impl Table {
         }
         slot.store(segment + 1, Relaxed);
         Ok(segment + 1)
+    }
+
+    /// The table can give no entry (full, or memory refused): any segment
+    /// with a free entry, claimed or not, or the refusal, remembered so that
+    /// the next allocations are refused without a lock or a scan.
+    #[cold]
+    fn refuse_unless_free(&self, me: u8, e: Error) -> Result<u32, Error> {
+        // SeqCst store, then SeqCst loads of the heads in the scan; `free`
+        // pushes with a SeqCst CAS, then loads the flag (SeqCst). In the
+        // single order of those operations, either the scan sees the pushed
+        // entry, or the freer sees the flag and clears it.
+        self.refused.store(e as u8, SeqCst);
+        if e == Error::OutOfMemory {
+            self.retry_at.store(coarse_millis() + 1, Relaxed);
+        }
+        match self.find_segment(me, true) {
+            Some(s) => {
+                self.refused.store(0, Relaxed);
+                Ok(s)
+            }
+            None => Err(e),
+        }
+    }
+
+    /// The remembered refusal, if nothing was freed since and (for memory)
+    /// it is not yet time to ask the OS again.
+    #[inline]
+    fn still_refused(&self) -> Option<Error> {
+        match self.refused.load(Relaxed) {
+            0 => None,
+            c if c == Error::Capacity as u8 => Some(Error::Capacity),
+            _ => {
+                // Memory may come back (a limit raised, another sweep): one
+                // caller per millisecond retries the slow path.
+                let at = self.retry_at.load(Relaxed);
+                let now = coarse_millis();
+                if now >= at && self.retry_at.compare_exchange(at, now + 1, Relaxed, Relaxed).is_ok() {
+                    None
+                } else {
+                    Some(Error::OutOfMemory)
+                }
+            }
+        }
     }
 
     /// A committed segment with a free entry that `me` claims (or, with
@@ -363,6 +421,11 @@ impl Table {
             }
         }
         self.lists.push(&self.mem, index, &w);
+        // SeqCst (a plain load on x86): see `refuse_unless_free`. Read-only
+        // unless an allocation was refused, so it costs no cache traffic.
+        if self.refused.load(SeqCst) != 0 {
+            self.refused.store(0, Relaxed);
+        }
         Ok(())
     }
 
@@ -522,12 +585,72 @@ impl Table {
     /// Takes every lock of the table; they are held until the returned value
     /// is dropped. The fork handlers hold them across `fork`, so that the
     /// child never inherits a lock held by a thread it does not have.
-    pub(crate) fn lock_all(&self) -> impl Sized + '_ {
+    pub(crate) fn lock_all(&self) -> TableLocks<'_> {
         // Lock order: natives, then grow (creating a native handle commits a
         // segment while holding the map's lock), then regions (never held
         // with another).
-        (self.natives.lock(), self.grow.lock(), self.regions.lock())
+        TableLocks { _natives: self.natives.lock(), _grow: self.grow.lock(), _regions: self.regions.lock() }
     }
+
+    /// Run in a fork child, whose one thread is the only one left, while
+    /// the fork handlers hold every lock (so no sweep, commit, native
+    /// creation or region change was in flight). Settles each lock-free
+    /// operation that another thread of the parent was in the middle of, so
+    /// that it is either done or not done, and nothing waits for a thread
+    /// that does not exist:
+    ///
+    /// - a `set` between its pin and its unpin: the pin is lifted (the entry
+    ///   holds the old or the new entrypoint, both whole);
+    /// - a `free` after its metadata CAS: the generation byte is brought up
+    ///   to date and the entry goes back on its freelist (done);
+    /// - an `alloc` after its pop but before it published the entry: the
+    ///   entry goes back on its freelist (not done);
+    /// - a push between writing its link and its CAS: as for `free`.
+    ///
+    /// Costs one pass over the metadata of the committed segments.
+    pub(crate) fn repair_after_fork(&self) {
+        protect::ensure_read();
+        let w = Window::open();
+        for s in 0..self.high_water() {
+            if self.lists.head(s).closed() {
+                continue;
+            }
+            let mut listed = [0u64; ENTRIES_PER_SEGMENT as usize / 64 + 1];
+            self.lists.for_each_listed(&self.mem, s, |local| listed[local as usize / 64] |= 1 << (local % 64));
+            let base = s << SEGMENT_SHIFT;
+            for local in 0..ENTRIES_PER_SEGMENT {
+                let index = base + local;
+                if index == 0 || index >= LAST_INDEX {
+                    continue;
+                }
+                let meta = self.meta(index);
+                let m = Meta(meta.load(Relaxed));
+                if m.pinned() {
+                    meta.store(m.0 & !Meta::PINNED, Relaxed);
+                }
+                self.mem.generation(index).store(m.generation(), Relaxed);
+                if m.state() == Meta::FREE && listed[local as usize / 64] & (1 << (local % 64)) == 0 {
+                    self.lists.push(&self.mem, index, &w);
+                }
+            }
+        }
+        self.refused.store(0, Relaxed);
+    }
+}
+
+/// Every lock of a table, held together (see [`Table::lock_all`]).
+pub(crate) struct TableLocks<'a> {
+    _natives: MutexGuard<'a, crate::native::Arrays>,
+    _grow: MutexGuard<'a, ()>,
+    _regions: MutexGuard<'a, Vec<(u64, u64)>>,
+}
+
+/// A monotonic clock in milliseconds, coarse (a vDSO read, no syscall).
+fn coarse_millis() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1000).wrapping_add(ts.tv_nsec as u64 / 1_000_000)
 }
 
 /// Why `set` refuses a handle that is not live.

@@ -203,3 +203,30 @@ fn three_threads_churn_and_sweep() {
         assert_eq!(t.alloc(0x4000, 0), Err(Error::Capacity));
     });
 }
+
+/// The remembered refusal of a full table never hides an entry freed
+/// meanwhile: whatever the interleaving of a refused alloc (flag store, then
+/// scan) and a free (push, then flag load), an alloc after the free has
+/// returned succeeds.
+#[test]
+fn a_refusal_never_hides_a_racing_free() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        let hs: Vec<u32> = (0..CAPACITY).map(|i| t.alloc(0x100 + 16 * i as u64, 1).unwrap()).collect();
+        assert_eq!(t.alloc(0x900, 1), Err(Error::Capacity));
+        let t2 = t.clone();
+        let victim = hs[2];
+        let th = thread::spawn(move || t2.free(victim));
+        let raced = t.alloc(0x200, 2);
+        th.join().unwrap().unwrap();
+        match raced {
+            Ok(h) => assert_eq!(t.get(h), 0x200),
+            Err(e) => {
+                assert_eq!(e, Error::Capacity);
+                let h = t.alloc(0x300, 3).expect("the freed entry is allocatable");
+                assert_eq!(t.get(h), 0x300);
+            }
+        }
+        assert_eq!(t.alloc(0x400, 4), Err(Error::Capacity));
+    });
+}
