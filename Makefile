@@ -26,7 +26,7 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CWARN       := -Wall -Wextra -pedantic -Werror
 CFLAGS      ?= -O2 -g
 CFLAGS_ALL  := -std=c11 -D_GNU_SOURCE $(CWARN) $(CFLAGS) -Iinclude -Ic-tests -pthread
-C_TESTS     := test_api test_bad_input test_threads test_lifecycle test_sweep_rss test_fork test_limits test_protect
+C_TESTS     := test_api test_bad_input test_threads test_lifecycle test_sweep_rss test_fork test_limits test_protect test_oom
 LOG         := $(BUILD)/check.log
 LOOM_PREEMPTIONS ?= 2
 RUST_SRC    := $(wildcard src/*.rs src/*/*.rs) build.rs cbindgen.toml Cargo.toml
@@ -103,7 +103,7 @@ check:
 # test_limits is left out: its RLIMIT probes commit hundreds of segments.
 PKEYS_LOOPS ?= 300
 PKEYS_DIR   := $(BUILD)/pkeys
-PKEYS_QUICK := test_api test_bad_input test_threads test_lifecycle test_sweep_rss test_fork
+PKEYS_QUICK := test_api test_bad_input test_threads test_lifecycle test_sweep_rss test_fork test_oom
 
 check-pkeys: c-tests $(BUILD)/shared/test_pkeys $(BUILD)/minijit
 	@echo "== the protection tests in a guest with emulated PKU"

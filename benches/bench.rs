@@ -356,8 +356,9 @@ fn freed(index: u32) -> bool {
     (index / 4096) % 4 != 3 || index % 2 == 0
 }
 
-/// Runs `f` in a child process (so that RSS is its own) and returns its result.
-fn in_child(f: impl FnOnce() -> SweepResult) -> SweepResult {
+/// Runs `f` in a child process (so that RSS and limits are its own) and
+/// returns its result.
+fn in_child<T: Copy + Default>(f: impl FnOnce() -> T) -> T {
     let mut fds = [0; 2];
     // SAFETY: a pipe, a fork with only this thread running, and plain reads
     // and writes of a Copy struct through it.
@@ -366,11 +367,11 @@ fn in_child(f: impl FnOnce() -> SweepResult) -> SweepResult {
         let pid = libc::fork();
         if pid == 0 {
             let r = f();
-            libc::write(fds[1], (&r as *const SweepResult).cast(), std::mem::size_of::<SweepResult>());
+            libc::write(fds[1], (&r as *const T).cast(), std::mem::size_of::<T>());
             libc::_exit(0);
         }
-        let mut r = SweepResult::default();
-        libc::read(fds[0], (&mut r as *mut SweepResult).cast(), std::mem::size_of::<SweepResult>());
+        let mut r = T::default();
+        libc::read(fds[0], (&mut r as *mut T).cast(), std::mem::size_of::<T>());
         libc::waitpid(pid, std::ptr::null_mut(), 0);
         libc::close(fds[0]);
         libc::close(fds[1]);
@@ -415,6 +416,47 @@ fn sweep_v8() -> SweepResult {
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         SweepResult { ms, freed: n, released, rss_full_mb, rss_freed_mb, rss_swept_mb: rss_mb() }
     })
+}
+
+// ---------------------------------------------------------------- refusals
+
+const REFUSALS: usize = 1_000_000;
+
+/// ns per refused `wcpt_alloc` (the status is the answer): with every entry
+/// in use, and with the OS refusing to commit another segment
+/// (RLIMIT_DATA at what is committed). Each in a child of its own.
+fn refused_wcpt(w: Abi) -> (f64, f64) {
+    let time_refusals = || {
+        let d = best_of(|| {
+            timed(|| {
+                for _ in 0..REFUSALS {
+                    black_box((w.alloc)(0x1000, 1));
+                }
+            })
+        });
+        ns(d, REFUSALS)
+    };
+    let full = in_child(|| {
+        while (w.alloc)(0x1000, 1) != ffi::WCPT_INVALID_HANDLE {}
+        assert_eq!(ffi::wcpt_last_error(), wcpt_status::WCPT_ERR_CAPACITY);
+        time_refusals()
+    });
+    let oom = in_child(|| {
+        (w.alloc)(0x1000, 1);
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let data_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmData:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        let lim = libc::rlimit { rlim_cur: data_kib * 1024, rlim_max: libc::RLIM_INFINITY };
+        // SAFETY: setrlimit with a valid struct; this is a child process.
+        unsafe { libc::setrlimit(libc::RLIMIT_DATA, &lim) };
+        while (w.alloc)(0x1000, 1) != ffi::WCPT_INVALID_HANDLE {}
+        assert_eq!(ffi::wcpt_last_error(), wcpt_status::WCPT_ERR_OUT_OF_MEMORY);
+        time_refusals()
+    });
+    (full, oom)
 }
 
 // ---------------------------------------------------------------- native
@@ -534,6 +576,11 @@ fn main() {
         }
         _ => {}
     }
+    if only == "refused" {
+        let (full, oom) = refused_wcpt(w);
+        println!("refused alloc: full {full:.1} ns, memory refused {oom:.1} ns");
+        return;
+    }
     if only == "lookup" {
         for _ in 0..2 {
             let (a, b, c, d) = lookups(w);
@@ -569,6 +616,27 @@ fn main() {
     r.row("native, 1 thread", n1w, n1v, f64::NAN, f64::NAN, Some((0.3, "<= 0.3x")));
     let (n2w, n2v) = (native_wcpt(w, 2), native_v8(2));
     r.row("native, 2 threads", n2w, n2v, f64::NAN, f64::NAN, Some((0.15, "<= 0.15x")));
+
+    let (rf, ro) = refused_wcpt(w);
+    let refusal_ok = rf <= aw && ro <= aw;
+    println!(
+        "{:<28} {:>9} {:>9}   (a successful alloc+free pair: {:.1}; target: no more than that: {})",
+        "refused alloc: full / OOM",
+        f(rf),
+        f(ro),
+        aw,
+        if refusal_ok { "met" } else { "MISSED" }
+    );
+    if !refusal_ok {
+        r.missed.push(format!("refused alloc: {rf:.1} ns (full), {ro:.1} ns (OOM) vs {aw:.1} ns per successful pair"));
+    }
+    let _ = writeln!(
+        r.md,
+        "\n| refused `wcpt_alloc` (ns/op) | table full | memory refused | successful alloc+free pair |\n|---|---|---|---|\n| wcpt | {} | {} | {} |",
+        f(rf),
+        f(ro),
+        f(aw)
+    );
 
     let (sw, sv) = (sweep_wcpt(w), sweep_v8());
     println!(

@@ -2,7 +2,12 @@
 #include "check.h"
 #include "wcpt.h"
 
+#include <signal.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static void test_calls_before_init_initialise_lazily(void) {
   /* No wcpt_init() yet: every call works on a fresh table. */
@@ -52,9 +57,52 @@ static void test_many_teardowns(void) {
   CHECK_EQ(wcpt_get(1), 0);
 }
 
+/* Lookups and signal_enter from a signal handler in every state of the
+ * process: before the table exists, while the main thread creates it, while
+ * it exists, while it is torn down. A lookup that took the lifecycle lock
+ * or allocated would deadlock (the watchdog ends the child) or corrupt. */
+static volatile sig_atomic_t handler_runs, handler_bad;
+
+static void on_alarm(int sig) {
+  (void)sig;
+  handler_runs++;
+  wcpt_signal_enter();
+  if (wcpt_get(0x01000001) != 0 || wcpt_get_checked(0x01000001, 1) != 0) handler_bad++;
+}
+
+static void test_lookups_from_handlers_in_every_state(void) {
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    wcpt_teardown(); /* this child starts with no table */
+    alarm(20);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGPROF, &sa, NULL);
+    struct itimerval it = {{0, 50}, {0, 50}};
+    setitimer(ITIMER_PROF, &it, NULL);
+    for (int i = 0; i < check_scale(20000); i++) {
+      if (wcpt_init() != WCPT_OK) _exit(2);
+      wcpt_teardown();
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_PROF, &off, NULL);
+    printf("  %d handler runs during %d init/teardown cycles\n", (int)handler_runs, check_scale(20000));
+    fflush(stdout);
+    _exit(handler_bad ? 3 : handler_runs == 0 ? 4 : 0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status));
+  CHECK_EQ(WEXITSTATUS(status), 0);
+}
+
 int main(void) {
   RUN(test_calls_before_init_initialise_lazily);
   RUN(test_teardown_releases_and_reinitialises);
   RUN(test_many_teardowns);
+  RUN(test_lookups_from_handlers_in_every_state);
   return check_finish("test_lifecycle");
 }

@@ -83,8 +83,11 @@ static int oom_child(void) {
   for (int i = 0; i < KEEP; i++)
     if (wcpt_get_checked(keep[i], 3) != 0x3000 + 16 * (uintptr_t)i) return 13;
   if (wcpt_alloc(0x4000, 4) != WCPT_INVALID_HANDLE) return 14;
-  /* Memory becomes available again: allocation works again. */
+  /* Memory becomes available again: allocation works again, once the
+   * remembered refusal is retried (at most a millisecond later; until
+   * then refusals cost no lock and no scan). */
   if (setrlimit(RLIMIT_DATA, &rl) != 0) return 15;
+  usleep(2000);
   h = wcpt_alloc(0x4000, 4);
   if (h == WCPT_INVALID_HANDLE || wcpt_get(h) != 0x4000) return 16;
   printf("  OOM after %zu entries; allocation resumed once the limit was lifted\n", n);
