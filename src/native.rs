@@ -196,6 +196,7 @@ impl NativeMap {
     }
 
     /// Holds the writer lock (across `fork`; see `ffi`).
+    #[cfg_attr(loom, allow(dead_code))] // used by the fork handlers (not built under loom)
     pub(crate) fn lock(&self) -> MutexGuard<'_, Arrays> {
         self.writer.lock()
     }

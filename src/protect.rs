@@ -155,7 +155,7 @@ mod pkru {
         }
         // Relaxed: a statistic. The stripe is picked by the thread pointer,
         // so threads rarely share one; the RMW keeps the count exact anyway.
-        WRITES.0[crate::table::thread_hash() % 16].fetch_add(1, Ordering::Relaxed);
+        WRITES.0[crate::table::thread_hash() >> (usize::BITS - 4)].fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -142,6 +142,7 @@ impl CodeRegions {
     }
 
     /// Holds the writer lock (across `fork`; see `ffi`).
+    #[cfg_attr(loom, allow(dead_code))] // used by the fork handlers (not built under loom)
     pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<(u64, u64)>> {
         self.truth.lock()
     }

@@ -90,7 +90,10 @@ pub struct Table {
 static NEXT_SALT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// A hash of the calling thread's identity, the same for every call on one
-/// thread, different between threads (mostly). Async-signal-safe.
+/// thread, different between threads (mostly): the thread pointer times a
+/// Fibonacci constant. Take its *top* bits (`>> (64 - k)`): those mix every
+/// bit of the pointer, which for threads differ mostly in high bits.
+/// Async-signal-safe.
 #[inline]
 pub(crate) fn thread_hash() -> usize {
     #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
@@ -102,13 +105,13 @@ pub(crate) fn thread_hash() -> usize {
             core::arch::asm!("mov {}, fs:0", out(reg) tp,
                 options(nostack, readonly, preserves_flags, pure));
         }
-        tp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
+        tp.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
     #[cfg(all(not(all(target_arch = "x86_64", target_os = "linux")), not(loom)))]
     {
         thread_local!(static TOKEN: u8 = const { 0 });
         let tp = TOKEN.with(|t| t as *const u8 as usize);
-        tp.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
+        tp.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
     #[cfg(loom)]
     {
@@ -119,7 +122,11 @@ pub(crate) fn thread_hash() -> usize {
 /// Which shard the calling thread allocates from.
 #[inline]
 fn shard_index() -> usize {
-    thread_hash() % SHARDS
+    const _: () = assert!(SHARDS.is_power_of_two());
+    if SHARDS == 1 {
+        return 0;
+    }
+    thread_hash() >> (usize::BITS - SHARDS.trailing_zeros())
 }
 
 impl Table {
@@ -585,6 +592,7 @@ impl Table {
     /// Takes every lock of the table; they are held until the returned value
     /// is dropped. The fork handlers hold them across `fork`, so that the
     /// child never inherits a lock held by a thread it does not have.
+    #[cfg_attr(loom, allow(dead_code))] // used by the fork handlers (not built under loom)
     pub(crate) fn lock_all(&self) -> TableLocks<'_> {
         // Lock order: natives, then grow (creating a native handle commits a
         // segment while holding the map's lock), then regions (never held
@@ -608,6 +616,7 @@ impl Table {
     /// - a push between writing its link and its CAS: as for `free`.
     ///
     /// Costs one pass over the metadata of the committed segments.
+    #[cfg_attr(loom, allow(dead_code))] // used by the fork handlers (not built under loom)
     pub(crate) fn repair_after_fork(&self) {
         protect::ensure_read();
         let w = Window::open();
@@ -639,6 +648,7 @@ impl Table {
 }
 
 /// Every lock of a table, held together (see [`Table::lock_all`]).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) struct TableLocks<'a> {
     _natives: MutexGuard<'a, crate::native::Arrays>,
     _grow: MutexGuard<'a, ()>,
