@@ -16,9 +16,11 @@ SHELL       := /bin/bash
 CARGO       ?= cargo
 CC          ?= cc
 BUILD       := build
-LIBDIR      := target/release
-SO          := $(LIBDIR)/libwcpt.so
-A           := $(LIBDIR)/libwcpt.a
+# Where cargo puts the libraries (not an install directory: those are the
+# GNU-style prefix/libdir/includedir below).
+OUT         := target/release
+SO          := $(OUT)/libwcpt.so
+A           := $(OUT)/libwcpt.a
 # What rustc reports as the staticlib's native dependencies, kept here so
 # that tests and examples link without a second build; `make install`
 # computes the list from rustc, and install-check fails if the two differ.
@@ -33,20 +35,27 @@ RUST_SRC    := $(wildcard src/*.rs src/*/*.rs) build.rs cbindgen.toml Cargo.toml
 VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 MAJOR       := $(word 1,$(subst ., ,$(VERSION)))
 MINOR       := $(word 2,$(subst ., ,$(VERSION)))
-PREFIX      ?= /usr/local
+# Install directories, GNU style: prefix (or PREFIX), libdir (or LIBDIR),
+# includedir (or INCLUDEDIR), and DESTDIR for staging.
+prefix      ?= /usr/local
+PREFIX      ?= $(prefix)
+libdir      ?= $(PREFIX)/lib
+LIBDIR      ?= $(libdir)
+includedir  ?= $(PREFIX)/include
+INCLUDEDIR  ?= $(includedir)
 DESTDIR     ?=
-INSTALLED   := lib/libwcpt.so.$(VERSION) lib/libwcpt.so.$(MAJOR) lib/libwcpt.so lib/libwcpt.a \
-               include/wcpt.h lib/pkgconfig/wcpt.pc \
-               lib/cmake/wcpt/wcptConfig.cmake lib/cmake/wcpt/wcptConfigVersion.cmake
+INSTALLED   := $(LIBDIR)/libwcpt.so.$(VERSION) $(LIBDIR)/libwcpt.so.$(MAJOR) $(LIBDIR)/libwcpt.so \
+               $(LIBDIR)/libwcpt.a $(INCLUDEDIR)/wcpt.h $(LIBDIR)/pkgconfig/wcpt.pc \
+               $(LIBDIR)/cmake/wcpt/wcptConfig.cmake $(LIBDIR)/cmake/wcpt/wcptConfigVersion.cmake
 
 .PHONY: all lib header check check-pkeys c-tests demo loom sanitize fuzz soak install uninstall install-check bench clean
 
 all: lib
 
-lib: $(SO) $(A) $(LIBDIR)/libwcpt.so.$(MAJOR)
+lib: $(SO) $(A) $(OUT)/libwcpt.so.$(MAJOR)
 
 # Programs linked against the .so need it under its SONAME.
-$(LIBDIR)/libwcpt.so.$(MAJOR): $(SO)
+$(OUT)/libwcpt.so.$(MAJOR): $(SO)
 	ln -sf libwcpt.so $@
 
 $(SO) $(A) &: $(RUST_SRC)
@@ -56,9 +65,9 @@ $(SO) $(A) &: $(RUST_SRC)
 header:
 	$(CARGO) build --release
 
-$(BUILD)/shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO) $(LIBDIR)/libwcpt.so.$(MAJOR)
+$(BUILD)/shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO) $(OUT)/libwcpt.so.$(MAJOR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $< -o $@ -L$(LIBDIR) -Wl,-rpath,'$$ORIGIN/../../$(LIBDIR)' -lwcpt
+	$(CC) $(CFLAGS_ALL) $< -o $@ -L$(OUT) -Wl,-rpath,'$$ORIGIN/../../$(OUT)' -lwcpt
 
 $(BUILD)/static/%: c-tests/%.c c-tests/check.h include/wcpt.h $(A)
 	@mkdir -p $(dir $@)
@@ -119,9 +128,9 @@ SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-
 SAN_LOG     := $(BUILD)/sanitize.log
 VALGRIND    := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
 
-$(BUILD)/asan-shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO) $(LIBDIR)/libwcpt.so.$(MAJOR)
+$(BUILD)/asan-shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO) $(OUT)/libwcpt.so.$(MAJOR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(SAN_FLAGS) $< -o $@ -L$(LIBDIR) -Wl,-rpath,'$$ORIGIN/../../$(LIBDIR)' -lwcpt
+	$(CC) $(CFLAGS_ALL) $(SAN_FLAGS) $< -o $@ -L$(OUT) -Wl,-rpath,'$$ORIGIN/../../$(OUT)' -lwcpt
 
 $(BUILD)/asan-static/%: c-tests/%.c c-tests/check.h include/wcpt.h $(A)
 	@mkdir -p $(dir $@)
@@ -210,39 +219,51 @@ $(BUILD)/native-static-libs.txt: $(RUST_SRC)
 	  | sed -n 's/.*native-static-libs: //p' | tail -1 > $@.tmp
 	@test -s $@.tmp && mv $@.tmp $@
 
+# Installed libraries are stripped of debug info (the archive keeps its
+# symbol index); the CMake package finds everything relative to itself.
 install: lib $(BUILD)/native-static-libs.txt
 	@libs="$$(cat $(BUILD)/native-static-libs.txt)"; \
 	cmake_libs="$$(echo $$libs | sed 's/-l//g; s/ /;/g')"; \
-	L="$(DESTDIR)$(PREFIX)/lib"; \
+	L="$(DESTDIR)$(LIBDIR)"; I="$(DESTDIR)$(INCLUDEDIR)"; \
+	cmake_dir="$(LIBDIR)/cmake/wcpt"; \
+	lib_rel="$$(realpath -m --relative-to="$$cmake_dir" "$(LIBDIR)")"; \
+	inc_rel="$$(realpath -m --relative-to="$$cmake_dir" "$(INCLUDEDIR)")"; \
 	set -e; \
-	install -d "$$L/pkgconfig" "$$L/cmake/wcpt" "$(DESTDIR)$(PREFIX)/include"; \
+	install -d "$$L/pkgconfig" "$$L/cmake/wcpt" "$$I"; \
 	install -m 755 $(SO) "$$L/libwcpt.so.$(VERSION)"; \
+	strip --strip-unneeded "$$L/libwcpt.so.$(VERSION)"; \
 	ln -sf libwcpt.so.$(VERSION) "$$L/libwcpt.so.$(MAJOR)"; \
 	ln -sf libwcpt.so.$(MAJOR) "$$L/libwcpt.so"; \
 	install -m 644 $(A) "$$L/libwcpt.a"; \
-	install -m 644 include/wcpt.h "$(DESTDIR)$(PREFIX)/include/wcpt.h"; \
-	subst="s|@PREFIX@|$(PREFIX)|g; s|@VERSION@|$(VERSION)|g; s|@MAJOR@|$(MAJOR)|g; s|@MINOR@|$(MINOR)|g; s|@LIBS_PRIVATE@|$$libs|g; s|@CMAKE_LIBS@|$$cmake_libs|g"; \
+	strip --strip-debug "$$L/libwcpt.a"; \
+	install -m 644 include/wcpt.h "$$I/wcpt.h"; \
+	subst="s|@PREFIX@|$(PREFIX)|g; s|@LIBDIR@|$(LIBDIR)|g; s|@INCLUDEDIR@|$(INCLUDEDIR)|g; s|@LIB_REL@|$$lib_rel|g; s|@INC_REL@|$$inc_rel|g; s|@VERSION@|$(VERSION)|g; s|@MAJOR@|$(MAJOR)|g; s|@MINOR@|$(MINOR)|g; s|@LIBS_PRIVATE@|$$libs|g; s|@CMAKE_LIBS@|$$cmake_libs|g"; \
 	sed "$$subst" packaging/wcpt.pc.in > "$$L/pkgconfig/wcpt.pc"; \
 	sed "$$subst" packaging/wcptConfig.cmake.in > "$$L/cmake/wcpt/wcptConfig.cmake"; \
 	sed "$$subst" packaging/wcptConfigVersion.cmake.in > "$$L/cmake/wcpt/wcptConfigVersion.cmake"; \
-	echo "installed wcpt $(VERSION) in $(DESTDIR)$(PREFIX)"
+	echo "installed wcpt $(VERSION): libraries in $(DESTDIR)$(LIBDIR), header in $(DESTDIR)$(INCLUDEDIR)"
 
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(PREFIX)/,$(INSTALLED))
-	-rmdir "$(DESTDIR)$(PREFIX)/lib/cmake/wcpt" 2>/dev/null
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir "$(DESTDIR)$(LIBDIR)/cmake/wcpt" "$(DESTDIR)$(LIBDIR)/cmake" "$(DESTDIR)$(LIBDIR)/pkgconfig" 2>/dev/null
 
 STAGE := $(abspath $(BUILD)/stage)
 
 # Installs into a DESTDIR, builds and runs the consumers against it, then
-# uninstalls and checks that nothing is left behind.
+# uninstalls and checks that nothing is left behind: with the default
+# libdir, then with lib64 and a multiarch libdir (the quick consumers).
 install-check: lib
-	@rm -rf $(STAGE)
-	@$(MAKE) --no-print-directory install DESTDIR=$(STAGE) PREFIX=/usr/local > /dev/null
-	@VERSION=$(VERSION) STATIC_LIBS="$(STATIC_LIBS)" c-tests/consumers/run.sh $(STAGE) /usr/local $(SO); status=$$?; \
-	$(MAKE) --no-print-directory uninstall DESTDIR=$(STAGE) PREFIX=/usr/local > /dev/null; \
-	left=$$(find $(STAGE) -type f -o -type l); \
-	if [ -n "$$left" ]; then echo "uninstall left: $$left"; echo "test_uninstall: 0 passed, 1 failed, 0 skipped"; exit 1; fi; \
-	echo "test_uninstall: 1 passed, 0 failed, 0 skipped"; exit $$status
+	@status=0; \
+	for layout in "lib" "lib64" "lib/x86_64-linux-gnu"; do \
+	  rm -rf $(STAGE); \
+	  $(MAKE) --no-print-directory install DESTDIR=$(STAGE) prefix=/usr/local libdir=/usr/local/$$layout > /dev/null || status=1; \
+	  echo "-- libdir /usr/local/$$layout"; \
+	  VERSION=$(VERSION) STATIC_LIBS="$(STATIC_LIBS)" LIB=$$layout c-tests/consumers/run.sh $(STAGE) /usr/local $(SO) || status=1; \
+	  $(MAKE) --no-print-directory uninstall DESTDIR=$(STAGE) prefix=/usr/local libdir=/usr/local/$$layout > /dev/null; \
+	  left=$$(find $(STAGE) -type f -o -type l); \
+	  if [ -n "$$left" ]; then echo "uninstall left: $$left"; echo "test_uninstall: 0 passed, 1 failed, 0 skipped"; status=1; \
+	  else echo "test_uninstall: 1 passed, 0 failed, 0 skipped"; fi; \
+	done; exit $$status
 
 clean:
 	rm -rf $(BUILD)

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Consumer tests against a DESTDIR install: usage run.sh STAGE PREFIX SO
 # (STAGE is the DESTDIR, PREFIX the install prefix, SO the built library).
+# LIB is the libdir under PREFIX (lib, lib64, lib/x86_64-linux-gnu); for
+# any but lib only the layout-dependent consumers run.
 set -u
 stage=$1 prefix=$2 so=$3
 root="$stage$prefix"
+lib=${LIB:-lib}
+libd="$root/$lib"
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(mktemp -d)
 passed=0 failed=0
@@ -11,7 +15,7 @@ ok() { echo "  ok   $1"; passed=$((passed + 1)); }
 bad() { echo "  FAIL $1"; failed=$((failed + 1)); }
 try() { local name=$1; shift; if "$@" > "$out/log" 2>&1; then ok "$name"; else bad "$name"; sed 's/^/    /' "$out/log"; fi; }
 
-export PKG_CONFIG_SYSROOT_DIR="$stage" PKG_CONFIG_LIBDIR="$root/lib/pkgconfig"
+export PKG_CONFIG_SYSROOT_DIR="$stage" PKG_CONFIG_LIBDIR="$libd/pkgconfig"
 
 exports_only_wcpt() {
   local other
@@ -19,9 +23,9 @@ exports_only_wcpt() {
   [ -z "$other" ] || { echo "exported: $other"; return 1; }
 }
 soname_is_major() {
-  readelf -d "$root/lib/libwcpt.so.$VERSION" | grep -q "SONAME.*\[libwcpt.so.${VERSION%%.*}\]" &&
-  [ "$(readlink "$root/lib/libwcpt.so")" = "libwcpt.so.${VERSION%%.*}" ] &&
-  [ "$(readlink "$root/lib/libwcpt.so.${VERSION%%.*}")" = "libwcpt.so.$VERSION" ]
+  readelf -d "$libd/libwcpt.so.$VERSION" | grep -q "SONAME.*\[libwcpt.so.${VERSION%%.*}\]" &&
+  [ "$(readlink "$libd/libwcpt.so")" = "libwcpt.so.${VERSION%%.*}" ] &&
+  [ "$(readlink "$libd/libwcpt.so.${VERSION%%.*}")" = "libwcpt.so.$VERSION" ]
 }
 header_documented() {
   # Every #define, enum, typedef, struct field and prototype must directly
@@ -38,7 +42,7 @@ header_cxx17() { echo '#include <wcpt.h>' | c++ -std=c++17 -Wall -Wextra -pedant
 pc_shared() {
   cc -std=c11 -Wall -Wextra -pedantic -Werror "$here/consumer.c" -o "$out/shared" $(pkg-config --cflags --libs wcpt) &&
   readelf -d "$out/shared" | grep -q 'NEEDED.*libwcpt.so.0' &&
-  LD_LIBRARY_PATH="$root/lib" "$out/shared"
+  LD_LIBRARY_PATH="$libd" "$out/shared"
 }
 pc_static() {
   # --static adds Libs.private; -Bstatic picks libwcpt.a over the .so.
@@ -53,20 +57,62 @@ pc_static() {
 static_libs_match_rustc() {
   # The Makefile's STATIC_LIBS (used by the tests) is what rustc reports.
   local pc
-  pc=$(sed -n 's/^Libs.private: //p' "$root/lib/pkgconfig/wcpt.pc")
+  pc=$(sed -n 's/^Libs.private: //p' "$libd/pkgconfig/wcpt.pc")
   [ "$pc" = "$STATIC_LIBS" ] || { echo "wcpt.pc Libs.private: '$pc' vs Makefile STATIC_LIBS: '$STATIC_LIBS'"; return 1; }
 }
 cxx17() {
   c++ -std=c++17 -Wall -Wextra -pedantic -Werror "$here/consumer.cpp" -o "$out/cxx" $(pkg-config --cflags --libs wcpt) &&
-  LD_LIBRARY_PATH="$root/lib" "$out/cxx"
+  LD_LIBRARY_PATH="$libd" "$out/cxx"
 }
 cmake_find_package() {
-  cmake -S "$here/cmake" -B "$out/cmake" -DCMAKE_PREFIX_PATH="$root" -DCMAKE_BUILD_TYPE=Release &&
+  # CMake finds lib/ and lib/<multiarch>/ under a prefix by itself; lib64
+  # only where the platform uses it (not Debian), so there by wcpt_DIR.
+  local dir=()
+  [ "$lib" = lib64 ] && dir=(-Dwcpt_DIR="$libd/cmake/wcpt")
+  cmake -S "$here/cmake" -B "$out/cmake" -DCMAKE_PREFIX_PATH="$root" "${dir[@]}" -DCMAKE_BUILD_TYPE=Release &&
   cmake --build "$out/cmake" &&
-  LD_LIBRARY_PATH="$root/lib" "$out/cmake/consumer_shared" &&
+  LD_LIBRARY_PATH="$libd" "$out/cmake/consumer_shared" &&
   "$out/cmake/consumer_static"
 }
 
+libraries_whole_and_stripped() {
+  # Not the 0-byte files a LIBDIR mix-up once installed; no debug info.
+  [ -s "$libd/libwcpt.so.$VERSION" ] && [ -s "$libd/libwcpt.a" ] &&
+  cmp -s "$libd/libwcpt.so.$VERSION" "$so" && { echo "the .so was not stripped"; return 1; }
+  for f in "$libd/libwcpt.so.$VERSION" "$libd/libwcpt.a"; do
+    [ -s "$f" ] || { echo "$f is empty"; return 1; }
+    if readelf -S "$f" 2>/dev/null | grep -q '\.debug_info'; then echo "$f has debug info"; return 1; fi
+  done
+  echo "sizes: $(du -k "$libd/libwcpt.so.$VERSION" "$libd/libwcpt.a" | awk '{printf "%s KiB %s; ", $1, $2}')"
+}
+cmake_configure() { # a project(x NONE) asking for $1
+  rm -rf "$out/cm"
+  cmake -S "$here/cmake-none" -B "$out/cm" -DCMAKE_PREFIX_PATH="$2" -DWCPT_FIND="$1"
+}
+cmake_no_languages() { cmake_configure 0.1 "$root"; }
+cmake_version_range() {
+  local minor=${VERSION#*.}
+  minor=${minor%%.*}
+  cmake_configure "0.0.9...<0.$((minor + 1))" "$root" && cmake_configure "0.0.9...<1" "$root" &&
+  ! cmake_configure "0.0.1...<0.0.5" "$root"
+}
+cmake_missing_library() {
+  # A copy of the install without its shared library must not be found.
+  rm -rf "$out/partial" && cp -a "$root" "$out/partial" &&
+  rm "$out/partial/$lib/libwcpt.so.$VERSION" &&
+  ! cmake_configure 0.1 "$out/partial" > "$out/missing.log" 2>&1 &&
+  tr -s ' \n' ' ' < "$out/missing.log" | grep -q "libwcpt.so.$VERSION is missing" # CMake wraps lines
+}
+
+try "libraries installed whole and stripped" libraries_whole_and_stripped
+if [ "$lib" != lib ]; then
+  try "pkg-config consumer, shared ($lib)" pc_shared
+  try "CMake find_package(wcpt) ($lib)" cmake_find_package
+  rm -rf "$out"
+  echo "test_install: $passed passed, $failed failed, 0 skipped"
+  [ "$failed" -eq 0 ]
+  exit
+fi
 try "exports only wcpt_* symbols" exports_only_wcpt
 try "SONAME libwcpt.so.MAJOR and its symlinks" soname_is_major
 try "header: every item documented" header_documented
@@ -78,6 +124,9 @@ try "Makefile STATIC_LIBS matches rustc's native-static-libs" static_libs_match_
 try "C++17 consumer" cxx17
 if command -v cmake >/dev/null; then
   try "CMake find_package(wcpt) with wcpt::wcpt and wcpt::wcpt_static" cmake_find_package
+  try "CMake find_package from a project with no languages" cmake_no_languages
+  try "CMake version ranges" cmake_version_range
+  try "CMake: a missing library fails at configure time" cmake_missing_library
 else
   bad "CMake consumer: cmake is not installed (.ci/run installs it)"
 fi
