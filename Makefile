@@ -28,13 +28,15 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CWARN       := -Wall -Wextra -pedantic -Werror
 CFLAGS      ?= -O2 -g
 CFLAGS_ALL  := -std=c11 -D_GNU_SOURCE $(CWARN) $(CFLAGS) -Iinclude -Ic-tests -pthread
-C_TESTS     := test_api test_bad_input test_threads test_lifecycle test_sweep_rss test_fork test_limits test_protect test_oom
+C_TESTS     := test_api test_call test_bad_input test_threads test_lifecycle test_sweep_rss test_fork test_limits test_protect test_oom
 LOG         := $(BUILD)/check.log
 LOOM_PREEMPTIONS ?= 2
 RUST_SRC    := $(wildcard src/*.rs src/*/*.rs) build.rs cbindgen.toml Cargo.toml
 VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 MAJOR       := $(word 1,$(subst ., ,$(VERSION)))
 MINOR       := $(word 2,$(subst ., ,$(VERSION)))
+# The SONAME's version: MAJOR, or 0.MINOR while the major version is 0.
+SOVER       := $(if $(filter 0,$(MAJOR)),0.$(MINOR),$(MAJOR))
 # Install directories, GNU style: prefix (or PREFIX), libdir (or LIBDIR),
 # includedir (or INCLUDEDIR), and DESTDIR for staging.
 prefix      ?= /usr/local
@@ -44,7 +46,7 @@ LIBDIR      ?= $(libdir)
 includedir  ?= $(PREFIX)/include
 INCLUDEDIR  ?= $(includedir)
 DESTDIR     ?=
-INSTALLED   := $(LIBDIR)/libwcpt.so.$(VERSION) $(LIBDIR)/libwcpt.so.$(MAJOR) $(LIBDIR)/libwcpt.so \
+INSTALLED   := $(LIBDIR)/libwcpt.so.$(VERSION) $(LIBDIR)/libwcpt.so.$(SOVER) $(LIBDIR)/libwcpt.so \
                $(LIBDIR)/libwcpt.a $(INCLUDEDIR)/wcpt.h $(LIBDIR)/pkgconfig/wcpt.pc \
                $(LIBDIR)/cmake/wcpt/wcptConfig.cmake $(LIBDIR)/cmake/wcpt/wcptConfigVersion.cmake
 
@@ -52,10 +54,10 @@ INSTALLED   := $(LIBDIR)/libwcpt.so.$(VERSION) $(LIBDIR)/libwcpt.so.$(MAJOR) $(L
 
 all: lib
 
-lib: $(SO) $(A) $(OUT)/libwcpt.so.$(MAJOR)
+lib: $(SO) $(A) $(OUT)/libwcpt.so.$(SOVER)
 
 # Programs linked against the .so need it under its SONAME.
-$(OUT)/libwcpt.so.$(MAJOR): $(SO)
+$(OUT)/libwcpt.so.$(SOVER): $(SO)
 	ln -sf libwcpt.so $@
 
 $(SO) $(A) &: $(RUST_SRC)
@@ -65,7 +67,7 @@ $(SO) $(A) &: $(RUST_SRC)
 header:
 	$(CARGO) build --release
 
-$(BUILD)/shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO) $(OUT)/libwcpt.so.$(MAJOR)
+$(BUILD)/shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO) $(OUT)/libwcpt.so.$(SOVER)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ -L$(OUT) -Wl,-rpath,'$$ORIGIN/../../$(OUT)' -lwcpt
 
@@ -128,7 +130,7 @@ SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-
 SAN_LOG     := $(BUILD)/sanitize.log
 VALGRIND    := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
 
-$(BUILD)/asan-shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO) $(OUT)/libwcpt.so.$(MAJOR)
+$(BUILD)/asan-shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO) $(OUT)/libwcpt.so.$(SOVER)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(SAN_FLAGS) $< -o $@ -L$(OUT) -Wl,-rpath,'$$ORIGIN/../../$(OUT)' -lwcpt
 
@@ -232,12 +234,12 @@ install: lib $(BUILD)/native-static-libs.txt
 	install -d "$$L/pkgconfig" "$$L/cmake/wcpt" "$$I"; \
 	install -m 755 $(SO) "$$L/libwcpt.so.$(VERSION)"; \
 	strip --strip-unneeded "$$L/libwcpt.so.$(VERSION)"; \
-	ln -sf libwcpt.so.$(VERSION) "$$L/libwcpt.so.$(MAJOR)"; \
-	ln -sf libwcpt.so.$(MAJOR) "$$L/libwcpt.so"; \
+	ln -sf libwcpt.so.$(VERSION) "$$L/libwcpt.so.$(SOVER)"; \
+	ln -sf libwcpt.so.$(SOVER) "$$L/libwcpt.so"; \
 	install -m 644 $(A) "$$L/libwcpt.a"; \
 	strip --strip-debug "$$L/libwcpt.a"; \
 	install -m 644 include/wcpt.h "$$I/wcpt.h"; \
-	subst="s|@PREFIX@|$(PREFIX)|g; s|@LIBDIR@|$(LIBDIR)|g; s|@INCLUDEDIR@|$(INCLUDEDIR)|g; s|@LIB_REL@|$$lib_rel|g; s|@INC_REL@|$$inc_rel|g; s|@VERSION@|$(VERSION)|g; s|@MAJOR@|$(MAJOR)|g; s|@MINOR@|$(MINOR)|g; s|@LIBS_PRIVATE@|$$libs|g; s|@CMAKE_LIBS@|$$cmake_libs|g"; \
+	subst="s|@PREFIX@|$(PREFIX)|g; s|@LIBDIR@|$(LIBDIR)|g; s|@INCLUDEDIR@|$(INCLUDEDIR)|g; s|@LIB_REL@|$$lib_rel|g; s|@INC_REL@|$$inc_rel|g; s|@VERSION@|$(VERSION)|g; s|@MAJOR@|$(MAJOR)|g; s|@SOVER@|$(SOVER)|g; s|@MINOR@|$(MINOR)|g; s|@LIBS_PRIVATE@|$$libs|g; s|@CMAKE_LIBS@|$$cmake_libs|g"; \
 	sed "$$subst" packaging/wcpt.pc.in > "$$L/pkgconfig/wcpt.pc"; \
 	sed "$$subst" packaging/wcptConfig.cmake.in > "$$L/cmake/wcpt/wcptConfig.cmake"; \
 	sed "$$subst" packaging/wcptConfigVersion.cmake.in > "$$L/cmake/wcpt/wcptConfigVersion.cmake"; \
@@ -258,7 +260,7 @@ install-check: lib
 	  rm -rf $(STAGE); \
 	  $(MAKE) --no-print-directory install DESTDIR=$(STAGE) prefix=/usr/local libdir=/usr/local/$$layout > /dev/null || status=1; \
 	  echo "-- libdir /usr/local/$$layout"; \
-	  VERSION=$(VERSION) STATIC_LIBS="$(STATIC_LIBS)" LIB=$$layout c-tests/consumers/run.sh $(STAGE) /usr/local $(SO) || status=1; \
+	  VERSION=$(VERSION) SOVER=$(SOVER) STATIC_LIBS="$(STATIC_LIBS)" LIB=$$layout c-tests/consumers/run.sh $(STAGE) /usr/local $(SO) || status=1; \
 	  $(MAKE) --no-print-directory uninstall DESTDIR=$(STAGE) prefix=/usr/local libdir=/usr/local/$$layout > /dev/null; \
 	  left=$$(find $(STAGE) -type f -o -type l); \
 	  if [ -n "$$left" ]; then echo "uninstall left: $$left"; echo "test_uninstall: 0 passed, 1 failed, 0 skipped"; status=1; \

@@ -12,10 +12,14 @@ fn main() {
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=include/wcpt.h");
     println!("cargo:rerun-if-env-changed=WCPT_HEADER");
-    // SONAME libwcpt.so.MAJOR: the ABI changes only with the major version.
+    // SONAME: libwcpt.so.MAJOR, but libwcpt.so.0.MINOR while the major
+    // version is 0, when every minor version may change the ABI (as cargo-c
+    // does). The Makefile's SOVER says the same.
     let major = std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap();
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libwcpt.so.{major}");
-    soname_link(&major);
+    let minor = std::env::var("CARGO_PKG_VERSION_MINOR").unwrap();
+    let sover = if major == "0" { format!("0.{minor}") } else { major };
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libwcpt.so.{sover}");
+    soname_link(&sover);
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("wcpt.h");
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
@@ -42,14 +46,14 @@ fn main() {
 }
 
 /// Programs linked against `target/<profile>/libwcpt.so` record its SONAME,
-/// `libwcpt.so.MAJOR`, and look for that name at run time. So that a plain
+/// `libwcpt.so.SOVER`, and look for that name at run time. So that a plain
 /// `cargo build` leaves a usable library, create the symlink
-/// `libwcpt.so.MAJOR -> libwcpt.so` next to it (OUT_DIR is
+/// `libwcpt.so.SOVER -> libwcpt.so` next to it (OUT_DIR is
 /// `target/<profile>/build/wcpt-*/out`). It dangles only until the link step.
-fn soname_link(major: &str) {
+fn soname_link(sover: &str) {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let Some(profile_dir) = out.ancestors().nth(3) else { return };
-    let link = profile_dir.join(format!("libwcpt.so.{major}"));
+    let link = profile_dir.join(format!("libwcpt.so.{sover}"));
     if std::fs::symlink_metadata(&link).is_err() {
         #[cfg(unix)]
         let _ = std::os::unix::fs::symlink("libwcpt.so", &link);

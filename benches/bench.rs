@@ -119,10 +119,28 @@ fn floor_load(arr: &[[u64; 2]], i: u32) -> u64 {
     unsafe { arr.get_unchecked(i as usize)[0] }
 }
 
+/// What generated code does (the header's `wcpt_call_target`, inlined into
+/// the call site): the entrypoint, then one compare of the check word.
+#[inline(never)]
+fn call_target_inline(base: *const u8, h: u32, sig: u64) -> u64 {
+    // SAFETY: the table reserves 2^24 readable entries from `base`; the
+    // index is masked. Atomic loads, as the header's __atomic_load_n.
+    unsafe {
+        let entry = base.add((h & ffi::WCPT_INDEX_MASK) as usize * ffi::WCPT_ENTRY_SIZE) as *const AtomicU64;
+        let entrypoint = (*entry).load(Acquire);
+        let check = (*entry.add(1)).load(Relaxed);
+        if check == (u64::from(h >> 24) << 56 | sig) {
+            entrypoint
+        } else {
+            0
+        }
+    }
+}
+
 /// Lookups on 1M live entries: the four implementations are set up side by
 /// side and timed in interleaved rounds (best of five each), so that drift
 /// in the machine's speed affects them alike.
-fn lookups(w: Abi) -> (f64, f64, f64, f64) {
+fn lookups(w: Abi) -> (f64, f64, f64, f64, f64) {
     let hs: Vec<u32> = (0..LIVE).map(|i| (w.alloc)(0x10_0000 + i * 16, 1)).collect();
     let v8 = V8Table::new();
     let vs: Vec<u32> = (0..LIVE).map(|i| v8.alloc(0x10_0000 + i as u64 * 16, 1, false)).collect();
@@ -132,16 +150,18 @@ fn lookups(w: Abi) -> (f64, f64, f64, f64) {
     let arr: Vec<[u64; 2]> = (0..LIVE as u64 + 1).map(|i| [i, 1]).collect();
     let idx: Vec<u32> = (1..=LIVE as u32).collect();
     let (v8r, arr_r) = (black_box(&v8), black_box(&arr));
-    let mut best = [Duration::MAX; 4];
+    let mut best = [Duration::MAX; 5];
+    let base = black_box(ffi::wcpt_table_base().cast::<u8>());
     for _ in 0..5 {
         best[0] = best[0].min(lookup_pass(&|i| (w.get)(hs[i]) as u64));
+        best[4] = best[4].min(lookup_pass(&|i| call_target_inline(base, hs[i], 1)));
         best[1] = best[1].min(lookup_pass(&|i| lookup_v8_one(v8r, vs[i])));
         best[2] = best[2].min(lookup_pass(&|i| slab.get(ks[i]).map_or(0, |e| e.0)));
         best[3] = best[3].min(lookup_pass(&|i| floor_load(arr_r, idx[i])));
     }
     (w.teardown)();
     let n = |d| ns(d, LOOKUPS);
-    (n(best[0]), n(best[1]), n(best[2]), n(best[3]))
+    (n(best[0]), n(best[1]), n(best[2]), n(best[3]), n(best[4]))
 }
 
 // ---------------------------------------------------------------- alloc/free
@@ -583,13 +603,14 @@ fn main() {
     }
     if only == "lookup" {
         for _ in 0..2 {
-            let (a, b, c, d) = lookups(w);
-            println!("lookup: wcpt {a:.1} v8 {b:.1} slab {c:.1} floor {d:.1}");
+            let (a, b, c, d, e) = lookups(w);
+            println!("lookup: wcpt {a:.1} v8 {b:.1} slab {c:.1} floor {d:.1} generated code {e:.1}");
         }
         return;
     }
-    let (lw, lv, ls, lf) = lookups(w);
-    r.row("lookup (1M live)", lw, lv, ls, lf, Some((1.05, "<= 1.05x")));
+    let (lw, lv, ls, lf, lg) = lookups(w);
+    r.row("lookup (1M live)", lw, lv, ls, lf, Some((1.0, "<= 1.0x")));
+    r.row("lookup, generated code (call_target)", lg, lv, f64::NAN, lf, None);
     let floor_ratio = lw / lf;
     let floor_ok = floor_ratio <= 1.2;
     if !floor_ok {
@@ -651,8 +672,12 @@ fn main() {
     if sw.ms / sv.ms > 0.1 {
         r.missed.push(format!("sweep: {:.3}x V8 model, target 0.1x", sw.ms / sv.ms));
     }
-    if sw.rss_swept_mb > sv.rss_swept_mb {
-        r.missed.push(format!("sweep RSS after: {:.1} MB vs V8 model {:.1} MB", sw.rss_swept_mb, sv.rss_swept_mb));
+    let rss_ratio = sw.rss_swept_mb / sv.rss_swept_mb;
+    if rss_ratio > 1.1 {
+        r.missed.push(format!(
+            "sweep RSS after: {:.1} MB vs V8 model {:.1} MB ({rss_ratio:.2}x, target 1.1x)",
+            sw.rss_swept_mb, sv.rss_swept_mb
+        ));
     }
     let scaling = churn_w[3] / churn_w[1];
     if scaling > 1.5 {
@@ -675,12 +700,13 @@ fn main() {
     r.note(&format!(
         "- lookup: wcpt is {floor_ratio:.2}x the array-load floor (target <= 1.2x: {}).\n\
          - churn scaling: wcpt's 8-thread ns/op is {scaling:.2}x its 2-thread figure (target <= 1.5x: {}).\n\
-         - sweep: {:.3}x the V8 model's time (target <= 0.1x); RSS after the sweep {:.1} MB vs {:.1} MB (target: no higher).",
+         - sweep: {:.3}x the V8 model's time (target <= 0.1x); RSS after the sweep {:.1} MB vs {:.1} MB: {:.2}x (target <= 1.1x).",
         if floor_ok { "met" } else { "MISSED" },
         if scaling <= 1.5 { "met" } else { "MISSED" },
         sw.ms / sv.ms,
         sw.rss_swept_mb,
-        sv.rss_swept_mb
+        sv.rss_swept_mb,
+        rss_ratio
     ));
     if protected {
         r.note("- protection: pkeys are on; the figures above include wcpt's write windows.");

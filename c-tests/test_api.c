@@ -34,14 +34,17 @@ static void test_jit_style_read_through_base(void) {
   const unsigned char *base = (const unsigned char *)wcpt_table_base();
   CHECK(base != NULL);
   const unsigned char *entry = base + (size_t)(h & WCPT_INDEX_MASK) * WCPT_ENTRY_SIZE;
-  uint64_t ep, sig;
+  uint64_t ep, check;
   memcpy(&ep, entry + WCPT_ENTRYPOINT_OFFSET, 8);
-  memcpy(&sig, entry + WCPT_SIGNATURE_OFFSET, 8);
+  memcpy(&check, entry + WCPT_CHECK_OFFSET, 8);
   CHECK_EQ(ep, EP);
-  CHECK_EQ(sig, 0xFEEDull);
+  CHECK_EQ(check, ((uint64_t)(h >> WCPT_INDEX_BITS) << WCPT_SIGNATURE_BITS) | 0xFEEDull);
+  CHECK_EQ(check, wcpt_check_word(h, 0xFEED));
   CHECK_EQ(wcpt_free(h), WCPT_OK);
   memcpy(&ep, entry + WCPT_ENTRYPOINT_OFFSET, 8);
+  memcpy(&check, entry + WCPT_CHECK_OFFSET, 8);
   CHECK(ep >> 47 != 0); /* a free entry is not callable */
+  CHECK(check >> WCPT_SIGNATURE_BITS != h >> WCPT_INDEX_BITS); /* nor does it answer h */
   /* Masking the invalid handle never reaches a live entry. */
   memcpy(&ep, base + (size_t)(WCPT_INVALID_HANDLE & WCPT_INDEX_MASK) * WCPT_ENTRY_SIZE, 8);
   CHECK_EQ(ep, 0);
@@ -51,7 +54,10 @@ static void test_jit_style_read_through_base(void) {
   CHECK_EQ(WCPT_INVALID_HANDLE, 0xFFFFFFFFu);
   CHECK_EQ(WCPT_ENTRY_SIZE, 16);
   CHECK_EQ(WCPT_ENTRYPOINT_OFFSET, 0);
+  CHECK_EQ(WCPT_CHECK_OFFSET, 8);
   CHECK_EQ(WCPT_SIGNATURE_OFFSET, 8);
+  CHECK_EQ(WCPT_SIGNATURE_BITS, 56);
+  CHECK_EQ(WCPT_NATIVE_SIGNATURE, 0x00FFFFFFFFFFFFFFull);
   CHECK_EQ(WCPT_ENTRIES_PER_SEGMENT, 4096);
 }
 

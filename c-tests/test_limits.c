@@ -84,10 +84,10 @@ static int oom_child(void) {
     if (wcpt_get_checked(keep[i], 3) != 0x3000 + 16 * (uintptr_t)i) return 13;
   if (wcpt_alloc(0x4000, 4) != WCPT_INVALID_HANDLE) return 14;
   /* Memory becomes available again: allocation works again, once the
-   * remembered refusal is retried (at most a millisecond later; until
-   * then refusals cost no lock and no scan). */
+   * remembered refusal is retried (at the next tick of the coarse clock,
+   * 4 ms here; until then refusals cost no lock and no scan). */
   if (setrlimit(RLIMIT_DATA, &rl) != 0) return 15;
-  usleep(2000);
+  usleep(20000);
   h = wcpt_alloc(0x4000, 4);
   if (h == WCPT_INVALID_HANDLE || wcpt_get(h) != 0x4000) return 16;
   printf("  OOM after %zu entries; allocation resumed once the limit was lifted\n", n);

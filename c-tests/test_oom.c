@@ -74,7 +74,7 @@ static int site_first_segment(int resource, long delta) {
   /* A refused alloc is refused fast the next time, and retried later. */
   if (refused && wcpt_alloc(0x5000, 1) != WCPT_INVALID_HANDLE) return 6;
   limit(resource, -1);
-  usleep(5000); /* the memory refusal is retried after a millisecond */
+  usleep(20000); /* a memory refusal is retried at the next coarse clock tick */
   if (!table_works()) return 4;
   return refused;
 }
@@ -99,7 +99,7 @@ static int site_native_growth(int resource, long delta) {
   wcpt_stats_t st;
   if (wcpt_stats(&st) != WCPT_OK || st.native != (size_t)made || st.live != 0) return 7;
   limit(resource, -1);
-  usleep(5000);
+  usleep(20000);
   for (int i = made; i < BEFORE + MORE; i++)
     if (wcpt_native_handle(0x600000 + 16 * (uintptr_t)i) == WCPT_INVALID_HANDLE) return 4;
   return refused;

@@ -9,14 +9,20 @@
  *     shl   rax, 4                   ; * WCPT_ENTRY_SIZE
  *     mov   rcx, <table base>
  *     add   rcx, rax                 ; the entry
- *     mov   rax, <signature>
- *     cmp   [rcx + 8], rax           ; signature check
+ *     mov   eax, edi                 ; the check word wcpt_check_word(handle, sig):
+ *     shr   eax, 24                  ;   the handle's generation
+ *     shl   rax, 56                  ;   above
+ *     mov   r8, <signature>          ;   the signature
+ *     or    rax, r8
+ *     cmp   [rcx + 8], rax           ; one compare: live handle and right type
  *     jne   mismatch
  *     jmp   [rcx]                    ; tail call through the entrypoint
  *
- * Then it tiers a function up by emitting a faster version and calling
- * wcpt_set, calls a host function through a native handle, shows a wrong
- * signature and a stale handle being caught, frees and sweeps. */
+ * (wcpt_call_target in wcpt.h is the same sequence in C.) Then it tiers a
+ * function up by emitting a faster version and calling wcpt_set, calls a
+ * host function through a native handle, shows a wrong signature and a
+ * stale handle being refused by the generated code itself, even once its
+ * slot holds a function of the same signature, frees and sweeps. */
 #include "wcpt.h"
 
 #include <stdint.h>
@@ -37,7 +43,7 @@ int main(void) {
 #include <unistd.h>
 
 /* Signature hashes the engine assigns to its function types. */
-#define SIG_I64_I64_TO_I64 0x5167a1b2c3d4e5f6ull /* (i64, i64) -> i64 */
+#define SIG_I64_I64_TO_I64 0x0067a1b2c3d4e5f6ull /* (i64, i64) -> i64; 56 bits */
 #define SIG_I64_TO_I64 0x00000000a1b2c3d4ull     /* (i64) -> i64 */
 #define MISMATCH 0x7fffffffffffbad5ll            /* what the thunk returns on a bad signature */
 
@@ -100,8 +106,9 @@ static void *emit_sum_to_closed(struct code *c) {
 }
 
 /* The call sequence generated code uses: thunk(handle, a, b) calls the
- * handle's entrypoint with (a, b) if its signature is `sig`, else returns
- * MISMATCH. The table base and the signature are baked into the code. */
+ * handle's entrypoint with (a, b) if the entry's check word is
+ * wcpt_check_word(handle, sig) -- the handle is live and of that type --
+ * else returns MISMATCH. The table base and the signature are baked in. */
 static thunk_fn emit_call_thunk(struct code *c, const void *table_base, uint64_t sig) {
   void *f = here(c);
   emit(c, "\x89\xf8", 2);                 /* mov eax, edi               */
@@ -110,8 +117,12 @@ static thunk_fn emit_call_thunk(struct code *c, const void *table_base, uint64_t
   emit(c, "\x48\xb9", 2);                 /* mov rcx, imm64             */
   emit64(c, (uint64_t)(uintptr_t)table_base);
   emit(c, "\x48\x01\xc1", 3);             /* add rcx, rax               */
-  emit(c, "\x48\xb8", 2);                 /* mov rax, imm64             */
+  emit(c, "\x89\xf8", 2);                 /* mov eax, edi               */
+  emit(c, "\xc1\xe8\x18", 3);             /* shr eax, 24 (generation)   */
+  emit(c, "\x48\xc1\xe0\x38", 4);         /* shl rax, 56                */
+  emit(c, "\x49\xb8", 2);                 /* mov r8, imm64              */
   emit64(c, sig);
+  emit(c, "\x4c\x09\xc0", 3);             /* or rax, r8                 */
   emit(c, "\x48\x39\x41\x08", 4);         /* cmp [rcx + 8], rax         */
   emit(c, "\x75\x08", 2);                 /* jne mismatch               */
   emit(c, "\x48\x89\xf7", 3);             /* mov rdi, rsi               */
@@ -120,8 +131,8 @@ static thunk_fn emit_call_thunk(struct code *c, const void *table_base, uint64_t
   emit(c, "\x48\xb8", 2);                 /* mismatch: mov rax, imm64   */
   emit64(c, (uint64_t)MISMATCH);
   emit(c, "\xc3", 1);                     /* ret                        */
-  _Static_assert(WCPT_INDEX_MASK == 0x00FFFFFF && WCPT_ENTRY_SIZE == 16 && WCPT_SIGNATURE_OFFSET == 8 &&
-                     WCPT_ENTRYPOINT_OFFSET == 0,
+  _Static_assert(WCPT_INDEX_MASK == 0x00FFFFFF && WCPT_ENTRY_SIZE == 16 && WCPT_CHECK_OFFSET == 8 &&
+                     WCPT_ENTRYPOINT_OFFSET == 0 && WCPT_INDEX_BITS == 24 && WCPT_SIGNATURE_BITS == 56,
                  "the thunk bakes in the entry layout");
   thunk_fn t;
   memcpy(&t, &f, sizeof t);
@@ -139,7 +150,7 @@ static void stats(const char *when) {
 }
 
 static void show(const char *what, long got) {
-  if (got == MISMATCH) printf("   %-34s -> refused: signature mismatch\n", what);
+  if (got == MISMATCH) printf("   %-34s -> refused: check word mismatch\n", what);
   else printf("   %-34s -> %ld\n", what, got);
 }
 
@@ -197,21 +208,35 @@ int main(void) {
   wcpt_free(h_mul);
   printf("   mul freed. Its stale handle: wcpt_get = %#lx, wcpt_free again -> %s\n",
          (unsigned long)wcpt_get(h_mul), wcpt_status_str(wcpt_free(h_mul)));
+  long stale = call2(h_mul, 6, 7);
+  show("the stale mul through the thunk", stale);
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {
-    call2(h_mul, 6, 7); /* a freed entry's entrypoint is non-canonical */
+    /* A jump through the entry with no check at all: a freed entry's
+     * entrypoint is non-canonical, so even that faults. */
+    const uint64_t *entry = (const uint64_t *)((const unsigned char *)wcpt_table_base() +
+                                               (h_mul & WCPT_INDEX_MASK) * WCPT_ENTRY_SIZE);
+    long (*raw)(long, long);
+    uint64_t word = entry[0];
+    memcpy(&raw, &word, sizeof raw);
+    raw(6, 7);
     _exit(0);
   }
   int status = 0;
   waitpid(pid, &status, 0);
-  printf("   a raw JIT call through the freed entry (in a child): %s\n",
+  printf("   an unchecked jump through the freed entry (in a child): %s\n",
          WIFSIGNALED(status) ? "faulted instead of jumping anywhere" : "returned?!");
   wcpt_handle reuse = wcpt_alloc((uintptr_t)add, SIG_I64_I64_TO_I64);
-  printf("   the slot is reused by %#010x; the stale %#010x still gets %#lx from wcpt_get\n", reuse,
-         h_mul, (unsigned long)wcpt_get(h_mul));
-  printf("   (the thunk checks index and signature only; where a handle may be stale, the\n"
-         "    generation check is wcpt_get_checked's)\n");
+  long stale_after_reuse = call2(h_mul, 6, 7);
+  printf("   the slot is reused by %#010x, a function of the same signature:\n", reuse);
+  show("the stale mul through the thunk", stale_after_reuse);
+  show("the new handle through the thunk", call2(reuse, 40, 2));
+  if (stale != MISMATCH || stale_after_reuse != MISMATCH || !WIFSIGNALED(status) || call2(reuse, 40, 2) != 42) {
+    printf("FAILED: a stale handle was not refused\n");
+    return 1;
+  }
+  printf("   (the check word holds the generation: generated code refuses stale handles by itself)\n");
 
   printf("\n6. Free and sweep.\n");
   enum { MANY = 50000 };

@@ -26,7 +26,7 @@
 #define WCPT_INDEX_MASK 16777215
 
 /**
- * Size in bytes of one table entry.
+ * Size in bytes of one table entry: the entrypoint, then the check word.
  */
 #define WCPT_ENTRY_SIZE 16
 
@@ -36,9 +36,23 @@
 #define WCPT_ENTRYPOINT_OFFSET 0
 
 /**
- * Offset in an entry of the 64-bit signature hash.
+ * Offset in an entry of the 64-bit check word,
+ * `(uint64_t)(handle >> WCPT_INDEX_BITS) << WCPT_SIGNATURE_BITS | signature`
+ * for the handle that owns the entry (see `wcpt_check_word`).
+ */
+#define WCPT_CHECK_OFFSET 8
+
+/**
+ * The same offset under its older name: the check word holds the signature
+ * in its low `WCPT_SIGNATURE_BITS` bits.
  */
 #define WCPT_SIGNATURE_OFFSET 8
+
+/**
+ * Bits of a signature. Every function that takes a signature refuses a
+ * wider one (`WCPT_ERR_INVALID_ARGUMENT`, or 0 from `wcpt_get_checked`).
+ */
+#define WCPT_SIGNATURE_BITS 56
 
 /**
  * Entries per segment, the unit in which memory is committed and released.
@@ -51,9 +65,10 @@
 #define WCPT_CAPACITY 16777214
 
 /**
- * The signature stored with every native handle (see `wcpt_native_handle`).
+ * The signature stored with every native handle (see `wcpt_native_handle`):
+ * the all-ones 56-bit value.
  */
-#define WCPT_NATIVE_SIGNATURE 18446744073709551615ull
+#define WCPT_NATIVE_SIGNATURE 72057594037927935
 
 /**
  * Most code regions that can be registered at once.
@@ -68,7 +83,7 @@
 /**
  * Minor version.
  */
-#define WCPT_VERSION_MINOR 1
+#define WCPT_VERSION_MINOR 2
 
 /**
  * Patch version.
@@ -235,11 +250,12 @@ wcpt_status wcpt_init(void);
 void wcpt_teardown(void);
 
 /**
- * Allocates an entry holding `entrypoint` and `signature`.
+ * Allocates an entry holding `entrypoint` and `signature` (at most
+ * `WCPT_SIGNATURE_BITS` bits).
  *
  * Returns its handle, or `WCPT_INVALID_HANDLE` on failure; then
  * `wcpt_last_error()` says why: `WCPT_ERR_INVALID_ARGUMENT` (non-canonical
- * entrypoint), `WCPT_ERR_NOT_CODE`, `WCPT_ERR_CAPACITY`,
+ * entrypoint, or a signature wider than 56 bits), `WCPT_ERR_NOT_CODE`, `WCPT_ERR_CAPACITY`,
  * `WCPT_ERR_OUT_OF_MEMORY`. Entrypoint 0 is accepted (an entry reserved
  * before its code exists). Thread-safe and lock-free except when a new
  * segment must be committed.
@@ -266,8 +282,9 @@ wcpt_status wcpt_free(wcpt_handle handle);
 uintptr_t wcpt_get(wcpt_handle handle);
 
 /**
- * Like `wcpt_get`, and 0 also when the entry's signature is not `signature`.
- * Async-signal-safe in every state of the process, like `wcpt_get`.
+ * Like `wcpt_get`, and 0 also when the entry's signature is not `signature`
+ * (always for a signature wider than 56 bits). Reads only the entry, like
+ * `wcpt_call_target`. Async-signal-safe in every state of the process.
  */
 uintptr_t wcpt_get_checked(wcpt_handle handle, uint64_t signature);
 
@@ -327,7 +344,8 @@ wcpt_status wcpt_stats(struct wcpt_stats_t *out);
 /**
  * The address of entry 0, for generated code: a handle's entry is at
  * `base + (handle & WCPT_INDEX_MASK) * WCPT_ENTRY_SIZE`, its entrypoint at
- * offset `WCPT_ENTRYPOINT_OFFSET` and signature at `WCPT_SIGNATURE_OFFSET`.
+ * offset `WCPT_ENTRYPOINT_OFFSET` and check word at `WCPT_CHECK_OFFSET`
+ * (generated code calls through it as `wcpt_call_target` shows).
  * All 2^24 entries are readable (never-used ones read as zero). Valid until
  * `wcpt_teardown`; NULL if the table cannot be created.
  */
@@ -408,3 +426,53 @@ const char *wcpt_version(void);
 #endif  // __cplusplus
 
 #endif  /* WCPT_H */
+
+#ifndef WCPT_CALL_H
+#define WCPT_CALL_H
+
+/**
+ * The check word an entry holds while `handle` owns it with `signature`:
+ * the handle's generation byte above the 56-bit signature. `signature` must
+ * be below 2^56 (`WCPT_SIGNATURE_BITS`).
+ */
+static inline uint64_t wcpt_check_word(wcpt_handle handle, uint64_t signature) {
+  return ((uint64_t)(handle >> WCPT_INDEX_BITS) << WCPT_SIGNATURE_BITS) | signature;
+}
+
+/**
+ * What an indirect call through `handle` may call: the entrypoint, if the
+ * entry's check word is `wcpt_check_word(handle, signature)`, else 0 (a
+ * stale, freed, forged or mistyped handle, or a signature wider than 56
+ * bits). Reads the entrypoint and then the check word of one entry, and no
+ * other memory; never faults, whatever the handle. A call that starts after
+ * `wcpt_free(handle)` has returned never gets its code, even when the entry
+ * has been reused for a function of the same signature. `table_base` is
+ * `wcpt_table_base()`.
+ *
+ * On x86-64 this is one masked load of the entrypoint, one 64-bit compare
+ * of the check word and one indirect call (handle in edi, base in rsi, the
+ * expected check word computed into rdx, or baked in for a constant handle):
+ *
+ *     mov   eax, edi               ; index = handle & WCPT_INDEX_MASK
+ *     and   eax, 0xFFFFFF
+ *     shl   rax, 4                 ; * WCPT_ENTRY_SIZE
+ *     mov   edx, edi               ; check = handle >> 24 << 56 | signature
+ *     shr   edx, 24
+ *     shl   rdx, 56
+ *     mov   r8, SIGNATURE
+ *     or    rdx, r8
+ *     mov   rcx, [rsi + rax]       ; the entrypoint
+ *     cmp   [rsi + rax + 8], rdx   ; the check word
+ *     jne   trap
+ *     call  rcx
+ */
+static inline uintptr_t wcpt_call_target(const void *table_base, wcpt_handle handle, uint64_t signature) {
+  const uint64_t *entry = (const uint64_t *)((const unsigned char *)table_base +
+                                             (uintptr_t)(handle & WCPT_INDEX_MASK) * WCPT_ENTRY_SIZE);
+  uint64_t entrypoint = __atomic_load_n(&entry[0], __ATOMIC_ACQUIRE);
+  uint64_t check = __atomic_load_n(&entry[1], __ATOMIC_RELAXED);
+  if (signature >> WCPT_SIGNATURE_BITS) return 0;
+  return check == wcpt_check_word(handle, signature) ? (uintptr_t)entrypoint : 0;
+}
+
+#endif /* WCPT_CALL_H */

@@ -31,24 +31,33 @@ pub const WCPT_INDEX_MASK: u32 = 0x00FF_FFFF;
 pub const WCPT_INVALID_HANDLE: wcpt_handle = 0xFFFF_FFFF;
 /// The null handle (index 0, never allocated).
 pub const WCPT_NULL_HANDLE: wcpt_handle = 0;
-/// Size in bytes of one table entry.
+/// Size in bytes of one table entry: the entrypoint, then the check word.
 pub const WCPT_ENTRY_SIZE: usize = 16;
 /// Offset in an entry of the entrypoint (an atomic 64-bit word).
 pub const WCPT_ENTRYPOINT_OFFSET: usize = 0;
-/// Offset in an entry of the 64-bit signature hash.
+/// Offset in an entry of the 64-bit check word,
+/// `(uint64_t)(handle >> WCPT_INDEX_BITS) << WCPT_SIGNATURE_BITS | signature`
+/// for the handle that owns the entry (see `wcpt_check_word`).
+pub const WCPT_CHECK_OFFSET: usize = 8;
+/// The same offset under its older name: the check word holds the signature
+/// in its low `WCPT_SIGNATURE_BITS` bits.
 pub const WCPT_SIGNATURE_OFFSET: usize = 8;
+/// Bits of a signature. Every function that takes a signature refuses a
+/// wider one (`WCPT_ERR_INVALID_ARGUMENT`, or 0 from `wcpt_get_checked`).
+pub const WCPT_SIGNATURE_BITS: u32 = 56;
 /// Entries per segment, the unit in which memory is committed and released.
 pub const WCPT_ENTRIES_PER_SEGMENT: usize = 4096;
 /// Entries that can be allocated: 2^24 minus the null entry and entry 0xFFFFFF.
 pub const WCPT_CAPACITY: usize = 16_777_214;
-/// The signature stored with every native handle (see `wcpt_native_handle`).
-pub const WCPT_NATIVE_SIGNATURE: u64 = 0xFFFF_FFFF_FFFF_FFFF;
+/// The signature stored with every native handle (see `wcpt_native_handle`):
+/// the all-ones 56-bit value.
+pub const WCPT_NATIVE_SIGNATURE: u64 = 0x00FF_FFFF_FFFF_FFFF;
 /// Most code regions that can be registered at once.
 pub const WCPT_MAX_CODE_REGIONS: usize = 1024;
 /// Major version (the ABI changes only with it).
 pub const WCPT_VERSION_MAJOR: u32 = 0;
 /// Minor version.
-pub const WCPT_VERSION_MINOR: u32 = 1;
+pub const WCPT_VERSION_MINOR: u32 = 2;
 /// Patch version.
 pub const WCPT_VERSION_PATCH: u32 = 0;
 
@@ -63,7 +72,9 @@ const _: () = {
     assert!(WCPT_MAX_CODE_REGIONS == crate::regions::MAX_REGIONS);
     assert!(std::mem::size_of::<crate::memory::Entry>() == WCPT_ENTRY_SIZE);
     assert!(std::mem::offset_of!(crate::memory::Entry, entrypoint) == WCPT_ENTRYPOINT_OFFSET);
-    assert!(std::mem::offset_of!(crate::memory::Entry, signature) == WCPT_SIGNATURE_OFFSET);
+    assert!(std::mem::offset_of!(crate::memory::Entry, check) == WCPT_CHECK_OFFSET);
+    assert!(WCPT_SIGNATURE_OFFSET == WCPT_CHECK_OFFSET);
+    assert!(WCPT_SIGNATURE_BITS == handle::SIGNATURE_BITS);
 };
 
 /// The result of an operation.
@@ -306,11 +317,12 @@ pub extern "C" fn wcpt_teardown() {
     })
 }
 
-/// Allocates an entry holding `entrypoint` and `signature`.
+/// Allocates an entry holding `entrypoint` and `signature` (at most
+/// `WCPT_SIGNATURE_BITS` bits).
 ///
 /// Returns its handle, or `WCPT_INVALID_HANDLE` on failure; then
 /// `wcpt_last_error()` says why: `WCPT_ERR_INVALID_ARGUMENT` (non-canonical
-/// entrypoint), `WCPT_ERR_NOT_CODE`, `WCPT_ERR_CAPACITY`,
+/// entrypoint, or a signature wider than 56 bits), `WCPT_ERR_NOT_CODE`, `WCPT_ERR_CAPACITY`,
 /// `WCPT_ERR_OUT_OF_MEMORY`. Entrypoint 0 is accepted (an entry reserved
 /// before its code exists). Thread-safe and lock-free except when a new
 /// segment must be committed.
@@ -348,8 +360,9 @@ pub extern "C" fn wcpt_get(handle: wcpt_handle) -> usize {
     boundary(0, || existing_table().map_or(0, |t| t.get(handle)) as usize)
 }
 
-/// Like `wcpt_get`, and 0 also when the entry's signature is not `signature`.
-/// Async-signal-safe in every state of the process, like `wcpt_get`.
+/// Like `wcpt_get`, and 0 also when the entry's signature is not `signature`
+/// (always for a signature wider than 56 bits). Reads only the entry, like
+/// `wcpt_call_target`. Async-signal-safe in every state of the process.
 #[no_mangle]
 pub extern "C" fn wcpt_get_checked(handle: wcpt_handle, signature: u64) -> usize {
     boundary(0, || existing_table().map_or(0, |t| t.get_checked(handle, signature)) as usize)
@@ -466,7 +479,8 @@ pub unsafe extern "C" fn wcpt_stats(out: *mut wcpt_stats_t) -> wcpt_status {
 
 /// The address of entry 0, for generated code: a handle's entry is at
 /// `base + (handle & WCPT_INDEX_MASK) * WCPT_ENTRY_SIZE`, its entrypoint at
-/// offset `WCPT_ENTRYPOINT_OFFSET` and signature at `WCPT_SIGNATURE_OFFSET`.
+/// offset `WCPT_ENTRYPOINT_OFFSET` and check word at `WCPT_CHECK_OFFSET`
+/// (generated code calls through it as `wcpt_call_target` shows).
 /// All 2^24 entries are readable (never-used ones read as zero). Valid until
 /// `wcpt_teardown`; NULL if the table cannot be created.
 #[no_mangle]

@@ -180,7 +180,10 @@ impl Freelists {
         loop {
             // A segment with an allocated entry is never closed.
             debug_assert!(!cur.closed());
-            entry.store(link(cur.top()), Relaxed);
+            // Release: a reader whose Acquire load of the entrypoint finds
+            // this link also sees the free check word stored before it, so
+            // generated code never takes a link for an entrypoint.
+            entry.store(link(cur.top()), Release);
             let new = cur.next(local + 1, cur.free() + 1, false);
             // Release: publishes the link stored above to the next popper.
             // SeqCst (the same instruction on x86): a push and the `full`
@@ -203,7 +206,8 @@ impl Freelists {
         for local in first..last {
             let next = if local + 1 < last { local + 2 } else { 0 };
             debug_assert!(base + local != LAST_INDEX);
-            mem.entry(base + local).entrypoint.store(link(next), Relaxed);
+            // Release: as in `push`, for the check words written at commit.
+            mem.entry(base + local).entrypoint.store(link(next), Release);
         }
         let head = &self.heads[segment as usize];
         let cur = Head(head.load(Relaxed));

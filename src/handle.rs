@@ -2,9 +2,11 @@
 //! ABI agree on.
 //!
 //! A handle is `generation << 24 | index`. The index selects a 16-byte entry
-//! `{ entrypoint: u64, signature: u64 }`; the generation is checked against
-//! the entry's metadata word (see [`Meta`]) so that a freed handle never
-//! answers again until the 8-bit generation wraps.
+//! `{ entrypoint: u64, check: u64 }`, whose check word is
+//! `generation << 56 | signature` ([`check_word`]): one 64-bit compare tells
+//! a live handle of the right type from a stale, forged or mistyped one, so
+//! a freed handle never answers again until the 8-bit generation wraps, in
+//! the library and in generated code alike.
 
 /// Bits of a handle that select the entry.
 pub const INDEX_BITS: u32 = 24;
@@ -37,8 +39,22 @@ pub const LAST_INDEX: u32 = TABLE_ENTRIES - 1;
 /// Entries that can be allocated: all but index 0 and the last index.
 pub const CAPACITY: usize = TABLE_ENTRIES as usize - 2;
 
-/// The signature stored with native (host) function handles.
-pub const NATIVE_SIGNATURE: u64 = u64::MAX;
+/// Bits of a signature: the check word keeps the handle's generation in
+/// the top 8 bits.
+pub const SIGNATURE_BITS: u32 = 56;
+/// The largest signature.
+pub const SIGNATURE_MASK: u64 = (1 << SIGNATURE_BITS) - 1;
+/// The signature stored with native (host) function handles: all ones.
+pub const NATIVE_SIGNATURE: u64 = SIGNATURE_MASK;
+
+/// The check word an entry holds for `handle` and `signature`: the handle's
+/// generation byte above the signature. A free entry holds the check word of
+/// its next generation with the native signature, which no issued handle of
+/// that entry has.
+#[inline(always)]
+pub fn check_word(handle: u32, signature: u64) -> u64 {
+    (u64::from(handle >> INDEX_BITS) << SIGNATURE_BITS) | signature
+}
 
 /// The entrypoint word of a free entry: this tag in bits 63..48 (never a
 /// canonical address, so a call through it faults) and, in the low bits, the
@@ -102,7 +118,7 @@ impl Meta {
     pub(crate) const LIVE: u16 = 1;
     pub(crate) const NATIVE: u16 = 2;
     const STATE_MASK: u16 = 3;
-    const WRAPPED: u16 = 4;
+    pub(crate) const WRAPPED: u16 = 4;
     /// A `set` is writing the entry; `free` waits for it to finish.
     pub(crate) const PINNED: u16 = 8;
 
@@ -136,9 +152,16 @@ impl Meta {
     }
     /// Why a handle of generation `g` that does not answer was refused by
     /// `free`: its generation ended (double free) or never began (invalid).
-    pub(crate) fn refusal(self, g: u8) -> Error {
-        let cur = self.generation();
-        let wrapped = self.0 & Self::WRAPPED != 0;
+    /// The caller passes the generation and wrapped flag that outlive a
+    /// sweep; they decide only for a released word, which reads as zero. (A
+    /// word that was freed is never zero: its generation or its wrapped bit
+    /// is set. And just after a free's CAS the persistent byte may still be
+    /// behind, so a non-zero word is the truth.)
+    pub(crate) fn refusal(self, g: u8, persistent: Option<(u8, bool)>) -> Error {
+        let (cur, wrapped) = match persistent {
+            Some(p) if self.0 == 0 => p,
+            _ => (self.generation(), self.0 & Self::WRAPPED != 0),
+        };
         if self.state() == Self::NATIVE && cur == g {
             Error::NativeHandle
         } else if g < cur || (wrapped && (g != cur || self.state() == Self::FREE)) {
@@ -168,15 +191,26 @@ mod tests {
         assert!(m.is_live(0));
         let f = m.freed();
         assert_eq!(f.generation(), 1);
-        assert_eq!(f.refusal(0), Error::DoubleFree);
-        assert_eq!(f.refusal(1), Error::InvalidHandle);
-        assert_eq!(f.refusal(7), Error::InvalidHandle);
+        assert_eq!(f.refusal(0, None), Error::DoubleFree);
+        assert_eq!(f.refusal(1, None), Error::InvalidHandle);
+        assert_eq!(f.refusal(7, None), Error::InvalidHandle);
         let mut w = Meta(0xFF00 | Meta::LIVE);
         w = w.freed();
         assert_eq!(w.generation(), 0);
-        assert_eq!(w.refusal(0), Error::DoubleFree);
-        assert_eq!(w.refusal(200), Error::DoubleFree);
-        assert_eq!(Meta(0x0300 | Meta::NATIVE).refusal(3), Error::NativeHandle);
+        assert_eq!(w.refusal(0, None), Error::DoubleFree);
+        assert_eq!(w.refusal(200, None), Error::DoubleFree);
+        assert_eq!(Meta(0x0300 | Meta::NATIVE).refusal(3, None), Error::NativeHandle);
+        // Released metadata reads as zero: the persistent generation decides.
+        assert_eq!(Meta(0).refusal(4, Some((5, false))), Error::DoubleFree);
+        assert_eq!(Meta(0).refusal(6, Some((5, false))), Error::InvalidHandle);
+        assert_eq!(Meta(0).refusal(6, Some((5, true))), Error::DoubleFree);
+    }
+
+    #[test]
+    fn check_words() {
+        assert_eq!(check_word(0xAB12_3456, 0x77), 0xAB00_0000_0000_0077);
+        assert_eq!(check_word(join(5, 0xFF), NATIVE_SIGNATURE), u64::MAX);
+        assert_eq!(NATIVE_SIGNATURE, 0x00FF_FFFF_FFFF_FFFF);
     }
 
     #[test]

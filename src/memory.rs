@@ -1,18 +1,21 @@
 //! The table's memory: one reservation for every entry and one for every
 //! metadata word, committed and released a segment at a time.
 //!
-//! Both regions are reserved `PROT_READ` with `MAP_NORESERVE`: a read of a
+//! The regions are reserved `PROT_READ` with `MAP_NORESERVE`: a read of a
 //! never-committed or released page finds the shared zero page instead of
 //! faulting, so any masked `u32` can be looked up, and a read-only private
 //! mapping is not charged against the commit limit. Committing a segment makes
 //! it writable (tagged with the protection key, if any): this is where the OS
-//! may refuse memory (`RLIMIT_DATA`, strict overcommit). Releasing entries
-//! drops their pages (`MADV_DONTNEED`) and makes them read-only again; the
-//! metadata words, which hold the generations, are never released.
+//! may refuse memory (`RLIMIT_DATA`, strict overcommit).
 //!
-//! A third region mirrors each entry's generation in one byte. It is what
-//! lookups read: 1 byte per entry keeps it cache-resident (1 MiB for a
-//! million live entries) where the 2-byte metadata would not.
+//! Releasing a segment drops the pages of its entries (which become
+//! read-only again) and of its metadata words (which stay writable: a CAS of
+//! a thread that read a live word just before the release must not fault; a
+//! dropped page reads as zero, a free word, and is never CASed from zero).
+//! Only the third region, one generation byte per entry, is never released:
+//! it is what keeps a handle freed before a sweep dead after the segment is
+//! committed again, and it is the floor of what a sweep keeps (1 byte per
+//! entry ever committed).
 //!
 //! The table's other control state (freelist heads, segment states, the
 //! native map's arrays) lives in [`MappedArray`]s: small mappings that are
@@ -60,8 +63,8 @@ unsafe impl<T: Zeroed> Zeroed for CachePadded<T> {
 pub struct Entry {
     /// The entrypoint (offset 0), or a free entry's tagged link.
     pub(crate) entrypoint: AtomicU64,
-    /// The signature hash (offset 8).
-    pub(crate) signature: AtomicU64,
+    /// The check word (offset 8): `generation << 56 | signature`.
+    pub(crate) check: AtomicU64,
 }
 
 
@@ -196,9 +199,16 @@ mod mmap {
             protect(p, ENTRY_SEGMENT_BYTES, libc::PROT_READ | libc::PROT_WRITE)
         }
 
-        /// Gives a segment's entry pages back to the OS. Concurrent readers
-        /// see either the old contents or zero, and never fault.
+        /// Gives a segment's entry and metadata pages back to the OS.
+        /// Concurrent readers see either the old contents or zero, and never
+        /// fault; the metadata stays writable (see the module docs).
         pub(crate) fn release_entries(&self, segment: u32) {
+            let m = self.meta(segment * ENTRIES_PER_SEGMENT) as *const AtomicU16 as *mut u8;
+            // SAFETY: one segment's metadata in our reservation; every entry
+            // of the segment is free (the caller closed it), so the words
+            // read back as zero (free) is what they would say anyway, up to
+            // the generation, which the generation bytes keep.
+            unsafe { libc::madvise(m.cast(), META_SEGMENT_BYTES, libc::MADV_DONTNEED) };
             let p = self.entry(segment * ENTRIES_PER_SEGMENT) as *const Entry as *mut u8;
             // SAFETY: the range is one segment of our reservation, and no
             // entry in it is allocated (the caller closed the segment).
@@ -334,7 +344,7 @@ mod model {
     impl Memory {
         pub(crate) fn reserve() -> Result<Memory, Error> {
             let entries = (0..TABLE_ENTRIES)
-                .map(|_| Entry { entrypoint: AtomicU64::new(0), signature: AtomicU64::new(0) })
+                .map(|_| Entry { entrypoint: AtomicU64::new(0), check: AtomicU64::new(0) })
                 .collect();
             let meta = (0..TABLE_ENTRIES).map(|_| AtomicU16::new(0)).collect();
             let gens = (0..TABLE_ENTRIES).map(|_| AtomicU8::new(0)).collect();
@@ -362,7 +372,8 @@ mod model {
             for i in 0..ENTRIES_PER_SEGMENT {
                 let e = self.entry(segment * ENTRIES_PER_SEGMENT + i);
                 e.entrypoint.store(0, Relaxed);
-                e.signature.store(0, Relaxed);
+                e.check.store(0, Relaxed);
+                self.meta(segment * ENTRIES_PER_SEGMENT + i).store(0, Relaxed);
             }
         }
     }

@@ -65,6 +65,10 @@ pub struct Table {
     state: MappedArray<AtomicU8>,
     /// Per shard: 0, or 1 + its current segment.
     shards: MappedArray<CachePadded<AtomicU32>>,
+    /// Per segment: 1 once any of its entries' generations has wrapped.
+    /// Never released, like the generation bytes: together they rebuild
+    /// the metadata of a recommitted segment.
+    wrapped: MappedArray<AtomicU8>,
     /// Serialises commit and release of segments.
     grow: Mutex<()>,
     /// 0, or the `Error` code of the last refusal to allocate (the table
@@ -73,7 +77,8 @@ pub struct Table {
     /// A hint in ordinary memory: corrupting it can only refuse or delay.
     refused: AtomicU8,
     /// When a refusal for memory may next retry the slow path (coarse
-    /// monotonic milliseconds).
+    /// monotonic milliseconds; the clock ticks every few, 4 ms on Linux
+    /// at HZ=250).
     retry_at: AtomicU64,
     /// Segments at or above this index have never been committed.
     high_water: AtomicU32,
@@ -140,6 +145,7 @@ impl Table {
             owner: MappedArray::zeroed(SEGMENTS as usize)?,
             state: MappedArray::zeroed(SEGMENTS as usize)?,
             shards: MappedArray::zeroed(SHARDS)?,
+            wrapped: MappedArray::zeroed(SEGMENTS as usize)?,
             grow: Mutex::new(()),
             refused: AtomicU8::new(0),
             retry_at: AtomicU64::new(0),
@@ -175,46 +181,80 @@ impl Table {
         self.mem.meta(index)
     }
 
+    /// The entry's two words for a lookup: the entrypoint, then the check
+    /// word. This is the order generated code uses (`wcpt_call_target`).
+    ///
+    /// Why a stale handle never reaches the next occupant: `free` stores the
+    /// next generation's check word before the push that makes the entry
+    /// reusable, and the next occupant's entrypoint is stored (Release) after
+    /// the pop that took it. A reader whose Acquire load returns that
+    /// entrypoint therefore also sees the newer check word, which does not
+    /// match the stale handle.
+    #[inline(always)]
+    fn read_entry(&self, handle: u32) -> (u64, u64) {
+        let entry = self.entry(handle & INDEX_MASK);
+        let entrypoint = entry.entrypoint.load(Acquire);
+        (entrypoint, entry.check.load(Relaxed))
+    }
+
     /// The entrypoint of a live handle, or 0 for anything else (free, stale,
     /// null, invalid, never allocated). Never faults, whatever `handle` is.
+    /// Reads the entry only.
     #[inline]
     pub fn get(&self, handle: u32) -> u64 {
         protect::ensure_read();
-        let (index, g) = self.split(handle);
-        if index >= TABLE_ENTRIES {
+        if handle & INDEX_MASK >= TABLE_ENTRIES {
             return 0; // only reachable in the small loom tables
         }
-        // The entry is read before its generation byte, with Acquire. A free
-        // entry's word is a link, not a user address; an allocated one was
-        // written after its generation was last bumped (free bumps it before
-        // the entry can be reused), so if the byte still says `g` after the
-        // entry was read, the entry was written for generation `g`.
-        let entrypoint = self.entry(index).entrypoint.load(Acquire);
-        let generation = self.mem.generation(index).load(Relaxed);
-        if generation == g && is_user_address(entrypoint) {
+        let (entrypoint, check) = self.read_entry(handle);
+        // A free entry holds a link, not a user address, and the check word
+        // of a generation no handle was issued for.
+        if check >> SIGNATURE_BITS == u64::from(handle >> INDEX_BITS) && is_user_address(entrypoint) {
             entrypoint
         } else {
             0
         }
     }
 
-    /// Like [`Table::get`], and also 0 unless the entry's signature is `signature`.
+    /// Like [`Table::get`], and also 0 unless the entry's signature is
+    /// `signature` (0 for a signature wider than 56 bits).
     #[inline]
     pub fn get_checked(&self, handle: u32, signature: u64) -> u64 {
-        protect::ensure_read();
-        let (index, g) = self.split(handle);
-        if index >= TABLE_ENTRIES {
-            return 0;
-        }
-        let entry = self.entry(index);
-        let entrypoint = entry.entrypoint.load(Acquire);
-        let stored = entry.signature.load(Acquire);
-        let generation = self.mem.generation(index).load(Relaxed);
-        if generation == g && stored == signature && is_user_address(entrypoint) {
+        // What generated code gets, less a free entry's link (which only a
+        // handle of a generation never issued could match).
+        let entrypoint = self.call_target(handle, signature);
+        if is_user_address(entrypoint) {
             entrypoint
         } else {
             0
         }
+    }
+
+    /// What generated code computes with the header's `wcpt_call_target`:
+    /// the entrypoint if the check word is `check_word(handle, signature)`,
+    /// else 0. Exactly the C sequence, for tests and loom models.
+    #[inline]
+    pub fn call_target(&self, handle: u32, signature: u64) -> u64 {
+        protect::ensure_read();
+        if handle & INDEX_MASK >= TABLE_ENTRIES || signature > SIGNATURE_MASK {
+            return 0;
+        }
+        let (entrypoint, check) = self.read_entry(handle);
+        if check == check_word(handle, signature) {
+            entrypoint
+        } else {
+            0
+        }
+    }
+
+    /// The check word of a free entry whose next generation is `g`
+    /// (unsalted): that generation with the native signature. It matches no
+    /// handle ever issued for the entry, even after its generation wrapped:
+    /// an entry that was freed was never native (natives are never freed),
+    /// so none of its handles carried the native signature.
+    #[inline]
+    fn free_check(&self, index: u32, g: u8) -> u64 {
+        check_word(join(index, g.wrapping_add(self.salt)), NATIVE_SIGNATURE)
     }
 
     fn check_code(&self, entrypoint: u64) -> Result<(), Error> {
@@ -224,9 +264,13 @@ impl Table {
         self.regions.check(entrypoint)
     }
 
-    /// Allocates an entry holding `entrypoint` and `signature`.
+    /// Allocates an entry holding `entrypoint` and `signature` (at most 56
+    /// bits: [`SIGNATURE_MASK`]).
     pub fn alloc(&self, entrypoint: u64, signature: u64) -> Result<u32, Error> {
         self.check_code(entrypoint)?;
+        if signature > SIGNATURE_MASK {
+            return Err(Error::InvalidArgument);
+        }
         // One write window for the whole operation, committing a segment on
         // the way (rare) included.
         let w = Window::open();
@@ -241,11 +285,15 @@ impl Table {
         let meta = self.meta(index);
         // We own the entry (popped it): nobody else writes its metadata.
         let m = Meta(meta.load(Relaxed));
-        entry.signature.store(signature, Relaxed);
+        let handle = join(index, m.generation().wrapping_add(self.salt));
+        // Release: a reader that sees this entrypoint sees that the previous
+        // occupant's check word was replaced (see `read_entry`).
         entry.entrypoint.store(entrypoint, Release);
+        // Release: a reader that sees the check word sees the entrypoint.
+        entry.check.store(check_word(handle, signature), Release);
         // Release: a thread that sees the entry live also sees its contents.
         meta.store(m.with_state(state).0, Release);
-        join(index, m.generation().wrapping_add(self.salt))
+        handle
     }
 
     /// Takes a free entry for the calling thread's shard.
@@ -305,6 +353,17 @@ impl Table {
         Ok(segment + 1)
     }
 
+    /// Why `free` refuses a handle of generation `g` (unsalted) whose entry
+    /// holds `m`: a free entry's metadata may have been released by a sweep,
+    /// so its generation and wrapped flag come from what outlives one.
+    fn refusal(&self, index: u32, m: Meta, g: u8) -> Error {
+        let persistent = (
+            self.mem.generation(index).load(Relaxed),
+            self.wrapped[(index >> SEGMENT_SHIFT) as usize].load(Relaxed) != 0,
+        );
+        m.refusal(g, Some(persistent))
+    }
+
     /// The table can give no entry (full, or memory refused): any segment
     /// with a free entry, claimed or not, or the refusal, remembered so that
     /// the next allocations are refused without a lock or a scan.
@@ -336,7 +395,7 @@ impl Table {
             c if c == Error::Capacity as u8 => Some(Error::Capacity),
             _ => {
                 // Memory may come back (a limit raised, another sweep): one
-                // caller per millisecond retries the slow path.
+                // caller per tick of the coarse clock retries the slow path.
                 let at = self.retry_at.load(Relaxed);
                 let now = coarse_millis();
                 if now >= at && self.retry_at.compare_exchange(at, now + 1, Relaxed, Relaxed).is_ok() {
@@ -382,7 +441,16 @@ impl Table {
             state.store(RELEASED, Relaxed);
         }
         self.mem.commit_entries(segment)?;
+        // Metadata and check words from the bytes that outlive a sweep: the
+        // generation to issue next, and whether any entry here has wrapped.
+        let wrapped = if self.wrapped[segment as usize].load(Relaxed) != 0 { Meta::WRAPPED } else { 0 };
+        for i in segment << SEGMENT_SHIFT..(segment + 1) << SEGMENT_SHIFT {
+            let g = self.mem.generation(i).load(Relaxed);
+            self.meta(i).store(Meta((u16::from(g) << 8) | wrapped | Meta::FREE).0, Relaxed);
+            self.entry(i).check.store(self.free_check(i, g), Relaxed);
+        }
         self.high_water.fetch_max(segment + 1, Release);
+        // Its Release store of the head publishes the words above.
         self.lists.open(&self.mem, segment, w);
         state.store(COMMITTED, Relaxed);
         self.committed.fetch_add(1, Relaxed);
@@ -399,7 +467,7 @@ impl Table {
         let meta = self.meta(index);
         let mut m = Meta(meta.load(Acquire));
         if !m.is_live(g) {
-            return Err(m.refusal(g));
+            return Err(self.refusal(index, m, g));
         }
         let w = Window::open();
         let mut spins = 0;
@@ -415,16 +483,24 @@ impl Table {
                 // sees everything the entry's users did before.
                 match meta.compare_exchange_weak(m.0, m.freed().0, AcqRel, Acquire) {
                     Ok(_) => {
-                        // The lookup mirror, bumped before the entry can be
-                        // reused (the push below publishes it with Release).
-                        self.mem.generation(index).store(m.freed().generation(), Relaxed);
+                        let next = m.freed().generation();
+                        // The generation that outlives a sweep, and the check
+                        // word of the next generation, which no handle has:
+                        // from here on the handle answers nowhere. Both
+                        // before the push (SeqCst) that makes the entry
+                        // reusable (see `read_entry`).
+                        self.mem.generation(index).store(next, Relaxed);
+                        if next == 0 {
+                            self.wrapped[(index >> SEGMENT_SHIFT) as usize].store(1, Relaxed);
+                        }
+                        self.entry(index).check.store(self.free_check(index, next), Release);
                         break;
                     }
                     Err(seen) => m = Meta(seen),
                 }
             }
             if !m.is_live(g) {
-                return Err(m.refusal(g));
+                return Err(self.refusal(index, m, g));
             }
         }
         self.lists.push(&self.mem, index, &w);
@@ -638,8 +714,13 @@ impl Table {
                     meta.store(m.0 & !Meta::PINNED, Relaxed);
                 }
                 self.mem.generation(index).store(m.generation(), Relaxed);
-                if m.state() == Meta::FREE && listed[local as usize / 64] & (1 << (local % 64)) == 0 {
-                    self.lists.push(&self.mem, index, &w);
+                if m.state() == Meta::FREE {
+                    // A free caught before its check word, or an alloc after
+                    // it: a free entry answers to no handle.
+                    self.entry(index).check.store(self.free_check(index, m.generation()), Relaxed);
+                    if listed[local as usize / 64] & (1 << (local % 64)) == 0 {
+                        self.lists.push(&self.mem, index, &w);
+                    }
                 }
             }
         }
@@ -665,7 +746,7 @@ fn coarse_millis() -> u64 {
 
 /// Why `set` refuses a handle that is not live.
 fn set_refusal(m: Meta, g: u8) -> Error {
-    match m.refusal(g) {
+    match m.refusal(g, None) {
         Error::NativeHandle => Error::NativeHandle,
         _ => Error::InvalidHandle,
     }

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use wcpt::handle::{INDEX_MASK, TABLE_ENTRIES};
+use wcpt::handle::{INDEX_MASK, SIGNATURE_MASK, TABLE_ENTRIES};
 use wcpt::{Error, Table};
 
 /// A small xorshift generator: deterministic per thread, no dependency.
@@ -70,7 +70,7 @@ fn churn_with_sweepers_verifies_values_and_ownership() {
                     // empty out and the sweepers release them under us.
                     let phase = (n / 20_000) % 2 == 0;
                     if ring.is_empty() || (phase && r % 4 != 0) || (!phase && r % 4 == 0) {
-                        let (ep, sig) = (value(id, n), r);
+                        let (ep, sig) = (value(id, n), r & SIGNATURE_MASK);
                         let h = t.alloc(ep, sig).unwrap();
                         owners.take(h);
                         ring.push((h, ep, sig));
@@ -79,7 +79,8 @@ fn churn_with_sweepers_verifies_values_and_ownership() {
                         let (h, ep, sig) = ring.swap_remove(i);
                         assert_eq!(t.get(h), ep);
                         assert_eq!(t.get_checked(h, sig), ep);
-                        assert_eq!(t.get_checked(h, !sig), 0);
+                        assert_eq!(t.get_checked(h, !sig & SIGNATURE_MASK), 0);
+                        assert_eq!(t.call_target(h, sig), ep, "what generated code reads");
                         if r & 0x10 != 0 {
                             let ep2 = ep + 16;
                             t.set(h, ep2).unwrap();

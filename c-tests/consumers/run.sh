@@ -22,10 +22,11 @@ exports_only_wcpt() {
   other=$(nm -D --defined-only "$so" | awk '{print $3}' | grep -v '^wcpt_')
   [ -z "$other" ] || { echo "exported: $other"; return 1; }
 }
-soname_is_major() {
-  readelf -d "$libd/libwcpt.so.$VERSION" | grep -q "SONAME.*\[libwcpt.so.${VERSION%%.*}\]" &&
-  [ "$(readlink "$libd/libwcpt.so")" = "libwcpt.so.${VERSION%%.*}" ] &&
-  [ "$(readlink "$libd/libwcpt.so.${VERSION%%.*}")" = "libwcpt.so.$VERSION" ]
+soname_is_sover() {
+  # libwcpt.so.0.MINOR while the major version is 0, then libwcpt.so.MAJOR.
+  readelf -d "$libd/libwcpt.so.$VERSION" | grep -q "SONAME.*\[libwcpt.so.$SOVER\]" &&
+  [ "$(readlink "$libd/libwcpt.so")" = "libwcpt.so.$SOVER" ] &&
+  [ "$(readlink "$libd/libwcpt.so.$SOVER")" = "libwcpt.so.$VERSION" ]
 }
 header_documented() {
   # Every #define, enum, typedef, struct field and prototype must directly
@@ -41,7 +42,7 @@ header_c11() { echo '#include <wcpt.h>' | cc -std=c11 -Wall -Wextra -pedantic -W
 header_cxx17() { echo '#include <wcpt.h>' | c++ -std=c++17 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$root/include" -x c++ -; }
 pc_shared() {
   cc -std=c11 -Wall -Wextra -pedantic -Werror "$here/consumer.c" -o "$out/shared" $(pkg-config --cflags --libs wcpt) &&
-  readelf -d "$out/shared" | grep -q 'NEEDED.*libwcpt.so.0' &&
+  readelf -d "$out/shared" | grep -q "NEEDED.*\[libwcpt.so.$SOVER\]" &&
   LD_LIBRARY_PATH="$libd" "$out/shared"
 }
 pc_static() {
@@ -89,7 +90,7 @@ cmake_configure() { # a project(x NONE) asking for $1
   rm -rf "$out/cm"
   cmake -S "$here/cmake-none" -B "$out/cm" -DCMAKE_PREFIX_PATH="$2" -DWCPT_FIND="$1"
 }
-cmake_no_languages() { cmake_configure 0.1 "$root"; }
+cmake_no_languages() { cmake_configure "${VERSION%.*}" "$root"; }
 cmake_version_range() {
   local minor=${VERSION#*.}
   minor=${minor%%.*}
@@ -100,7 +101,7 @@ cmake_missing_library() {
   # A copy of the install without its shared library must not be found.
   rm -rf "$out/partial" && cp -a "$root" "$out/partial" &&
   rm "$out/partial/$lib/libwcpt.so.$VERSION" &&
-  ! cmake_configure 0.1 "$out/partial" > "$out/missing.log" 2>&1 &&
+  ! cmake_configure "${VERSION%.*}" "$out/partial" > "$out/missing.log" 2>&1 &&
   tr -s ' \n' ' ' < "$out/missing.log" | grep -q "libwcpt.so.$VERSION is missing" # CMake wraps lines
 }
 
@@ -114,7 +115,7 @@ if [ "$lib" != lib ]; then
   exit
 fi
 try "exports only wcpt_* symbols" exports_only_wcpt
-try "SONAME libwcpt.so.MAJOR and its symlinks" soname_is_major
+try "SONAME libwcpt.so.$SOVER and its symlinks" soname_is_sover
 try "header: every item documented" header_documented
 try "header: C11 -Wall -Wextra -pedantic" header_c11
 try "header: C++17 -Wall -Wextra -pedantic" header_cxx17

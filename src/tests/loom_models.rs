@@ -230,3 +230,33 @@ fn a_refusal_never_hides_a_racing_free() {
         assert_eq!(t.alloc(0x400, 4), Err(Error::Capacity));
     });
 }
+
+/// The generated-code sequence (`wcpt_call_target`: entrypoint, then check
+/// word) against free and reuse of the slot with the same signature: a call
+/// racing the free gets the old code or nothing, never the new occupant's,
+/// and a call that starts after `free` returned gets nothing.
+#[test]
+fn generated_code_never_reaches_the_next_occupant_through_a_stale_handle() {
+    use loom::sync::atomic::{AtomicBool, Ordering::*};
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        let old = t.alloc(0x100, 7).unwrap();
+        let freed = Arc::new(AtomicBool::new(false));
+        let (t2, freed2) = (t.clone(), freed.clone());
+        let caller = thread::spawn(move || {
+            let started_after_free = freed2.load(Acquire);
+            let target = t2.call_target(old, 7);
+            assert!(target == 0x100 || target == 0, "{target:#x}");
+            if started_after_free {
+                assert_eq!(target, 0, "a call that starts after free returned");
+            }
+        });
+        t.free(old).unwrap();
+        freed.store(true, Release);
+        let new = t.alloc(0x900, 7).unwrap();
+        assert_eq!(new & INDEX_MASK, old & INDEX_MASK, "the slot is reused");
+        caller.join().unwrap();
+        assert_eq!(t.call_target(old, 7), 0);
+        assert_eq!(t.call_target(new, 7), 0x900);
+    });
+}

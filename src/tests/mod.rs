@@ -43,11 +43,76 @@ mod core {
         // SAFETY: the entry is committed and live; plain reads, as JIT code does.
         unsafe {
             assert_eq!(entry.read_volatile(), EP);
-            assert_eq!(entry.add(1).read_volatile(), 0xABCD);
+            assert_eq!(entry.add(1).read_volatile(), (u64::from(h >> 24) << 56) | 0xABCD);
+            assert_eq!(entry.add(1).read_volatile(), check_word(h, 0xABCD));
         }
         t.free(h).unwrap();
-        // SAFETY: as above; a free entry's entrypoint is not a user address.
-        assert!(!is_user_address(unsafe { entry.read_volatile() }));
+        // SAFETY: as above; a free entry's entrypoint is not a user address,
+        // and its check word belongs to no issued handle (the next generation).
+        unsafe {
+            assert!(!is_user_address(entry.read_volatile()));
+            assert_ne!(entry.add(1).read_volatile() >> 56, u64::from(h >> 24));
+        }
+    }
+
+    #[test]
+    fn generated_code_refuses_a_stale_handle_whose_slot_was_reused_with_its_signature() {
+        let t = table();
+        let old = t.alloc(EP, 5).unwrap();
+        assert_eq!(t.call_target(old, 5), EP);
+        assert_eq!(t.call_target(old, 6), 0, "wrong signature");
+        t.free(old).unwrap();
+        assert_eq!(t.call_target(old, 5), 0, "freed");
+        let new = t.alloc(EP + 16, 5).unwrap();
+        assert_eq!(new & INDEX_MASK, old & INDEX_MASK, "the slot was reused");
+        assert_eq!(t.call_target(old, 5), 0, "same signature, new occupant: still refused");
+        assert_eq!(t.call_target(new, 5), EP + 16);
+        // Every generation of the index but the live one is refused.
+        for g in 0..=255u32 {
+            let h = (g << 24) | (new & INDEX_MASK);
+            assert_eq!(t.call_target(h, 5) != 0, h == new, "{h:#x}");
+        }
+    }
+
+    #[test]
+    fn signatures_are_56_bits() {
+        let t = table();
+        assert_eq!(t.alloc(EP, SIGNATURE_MASK + 1), Err(Error::InvalidArgument));
+        assert_eq!(t.alloc(EP, u64::MAX), Err(Error::InvalidArgument));
+        assert_eq!(t.stats().live, 0, "a refused alloc takes nothing");
+        let h = t.alloc(EP, SIGNATURE_MASK - 1).unwrap();
+        assert_eq!(t.get_checked(h, SIGNATURE_MASK - 1), EP);
+        // A wider signature never matches, not even through the generation bits.
+        let wide = SIGNATURE_MASK - 1 | (u64::from(h >> 24) << 56);
+        assert_eq!(t.get_checked(h, wide), 0);
+        assert_eq!(t.call_target(h, wide), 0);
+        let n = t.native_handle(0x7777_0000).unwrap();
+        assert_eq!(t.get_checked(n, NATIVE_SIGNATURE), 0x7777_0000);
+        assert_eq!(NATIVE_SIGNATURE, (1 << 56) - 1);
+    }
+
+    #[test]
+    fn stale_handles_stay_dead_across_a_sweep_and_recommit() {
+        let t = table();
+        let hs: Vec<u32> = (0..3 * ENTRIES_PER_SEGMENT).map(|i| t.alloc(EP + 16 * u64::from(i), 3).unwrap()).collect();
+        for &h in &hs {
+            t.free(h).unwrap();
+        }
+        assert!(t.sweep(0) >= 2);
+        for &h in &hs {
+            assert_eq!(t.get(h), 0);
+            assert_eq!(t.call_target(h, 3), 0);
+            assert_eq!(t.free(h), Err(Error::DoubleFree), "{h:#x}: released metadata still knows");
+        }
+        // Recommit the same segments: the old handles stay dead.
+        let again: Vec<u32> = (0..3 * ENTRIES_PER_SEGMENT).map(|i| t.alloc(EP + 16 * u64::from(i), 3).unwrap()).collect();
+        for &h in &hs {
+            assert_eq!(t.call_target(h, 3), 0, "{h:#x}");
+            assert_eq!(t.free(h), Err(Error::DoubleFree));
+        }
+        for (i, &h) in again.iter().enumerate() {
+            assert_eq!(t.call_target(h, 3), EP + 16 * i as u64);
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! stable, by `tests/fuzz_replay.rs`, which replays the committed corpus.
 
 use std::collections::{HashMap, HashSet};
-use wcpt::handle::{is_user_address, ENTRIES_PER_SEGMENT, INDEX_MASK, INVALID_HANDLE, LAST_INDEX, NATIVE_SIGNATURE};
+use wcpt::handle::{
+    is_user_address, ENTRIES_PER_SEGMENT, INDEX_MASK, INVALID_HANDLE, LAST_INDEX, NATIVE_SIGNATURE, SIGNATURE_MASK,
+};
 use wcpt::{Error, Table};
 
 #[derive(Default)]
@@ -30,6 +32,11 @@ impl Model {
     fn in_code(&self, ep: u64) -> bool {
         self.regions.is_empty() || ep == 0 || self.regions.iter().any(|&(s, e)| s <= ep && ep < e)
     }
+    /// What alloc says of its arguments: the entrypoint first, then the
+    /// signature's width.
+    fn check_alloc(&self, ep: u64, sig: u64) -> Result<(), Error> {
+        self.check_ep(ep).and_then(|()| if sig > SIGNATURE_MASK { Err(Error::InvalidArgument) } else { Ok(()) })
+    }
     fn check_ep(&self, ep: u64) -> Result<(), Error> {
         if !is_user_address(ep) {
             Err(Error::InvalidArgument)
@@ -47,6 +54,9 @@ impl Model {
         }
     }
     fn get_checked(&self, h: u32, sig: u64) -> u64 {
+        if sig > SIGNATURE_MASK {
+            return 0;
+        }
         if let Some(&(ep, s)) = self.live.get(&h) {
             if s == sig { ep } else { 0 }
         } else {
@@ -121,6 +131,15 @@ fn check_all(t: &Table, m: &Model) {
     for (&h, &(ep, sig)) in &m.live {
         assert_eq!(t.get(h), ep, "live {h:#x}");
         assert_eq!(t.get_checked(h, sig), ep, "live {h:#x}");
+        assert_eq!(t.call_target(h, sig), ep, "live {h:#x}: what generated code reads");
+    }
+    // A freed handle answers nowhere, in the library or in generated code
+    // (a dead handle that was issued again is no longer in `dead`).
+    for &h in &m.dead {
+        assert_eq!(t.get(h), 0, "dead {h:#x}");
+        for sig in [0, 1, 2, 3, 4, 5, 6, 7] {
+            assert_eq!(t.call_target(h, sig), 0, "dead {h:#x}");
+        }
     }
     for (&h, &a) in &m.native_handles {
         assert_eq!(t.get(h), a, "native {h:#x}");
@@ -151,7 +170,7 @@ pub fn run(data: &[u8]) {
                     // Bursts fill segments so that sweeps have work.
                     let n = if op >= 240 { usize::from(b.u8()?) * 64 } else { 1 };
                     for _ in 0..n {
-                        match (t.alloc(ep, sig), m.check_ep(ep)) {
+                        match (t.alloc(ep, sig), m.check_alloc(ep, sig)) {
                             (Ok(h), Ok(())) => {
                                 m.fresh(h);
                                 m.live.insert(h, (ep, sig));
