@@ -47,7 +47,7 @@ includedir  ?= $(PREFIX)/include
 INCLUDEDIR  ?= $(includedir)
 DESTDIR     ?=
 INSTALLED   := $(LIBDIR)/libwcpt.so.$(VERSION) $(LIBDIR)/libwcpt.so.$(SOVER) $(LIBDIR)/libwcpt.so \
-               $(LIBDIR)/libwcpt.a $(INCLUDEDIR)/wcpt.h $(LIBDIR)/pkgconfig/wcpt.pc \
+               $(LIBDIR)/libwcpt.a $(INCLUDEDIR)/wcpt.h $(LIBDIR)/pkgconfig/wcpt.pc $(LIBDIR)/pkgconfig/wcpt-static.pc \
                $(LIBDIR)/cmake/wcpt/wcptConfig.cmake $(LIBDIR)/cmake/wcpt/wcptConfigVersion.cmake
 
 .PHONY: all lib header check check-pkeys c-tests demo loom sanitize fuzz soak install uninstall install-check bench clean
@@ -90,6 +90,9 @@ check:
 	@echo "== header: include/wcpt.h must be what cbindgen generates"
 	WCPT_HEADER=check $(CARGO) build --release
 	@$(MAKE) --no-print-directory c-tests
+	@echo "== cargo doc and clippy: no warnings"
+	@$(call run,RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -q && echo "test_rustdoc: 1 passed, 0 failed, 0 skipped")
+	@$(call run,$(CARGO) clippy --release --all-targets -q -- -D warnings && echo "test_clippy: 1 passed, 0 failed, 0 skipped")
 	@echo "== Rust tests (release, then debug with debug assertions)"
 	@$(call run,$(CARGO) test --release)
 	@$(call run,$(CARGO) test)
@@ -241,6 +244,7 @@ install: lib $(BUILD)/native-static-libs.txt
 	install -m 644 include/wcpt.h "$$I/wcpt.h"; \
 	subst="s|@PREFIX@|$(PREFIX)|g; s|@LIBDIR@|$(LIBDIR)|g; s|@INCLUDEDIR@|$(INCLUDEDIR)|g; s|@LIB_REL@|$$lib_rel|g; s|@INC_REL@|$$inc_rel|g; s|@VERSION@|$(VERSION)|g; s|@MAJOR@|$(MAJOR)|g; s|@SOVER@|$(SOVER)|g; s|@MINOR@|$(MINOR)|g; s|@LIBS_PRIVATE@|$$libs|g; s|@CMAKE_LIBS@|$$cmake_libs|g"; \
 	sed "$$subst" packaging/wcpt.pc.in > "$$L/pkgconfig/wcpt.pc"; \
+	sed "$$subst" packaging/wcpt-static.pc.in > "$$L/pkgconfig/wcpt-static.pc"; \
 	sed "$$subst" packaging/wcptConfig.cmake.in > "$$L/cmake/wcpt/wcptConfig.cmake"; \
 	sed "$$subst" packaging/wcptConfigVersion.cmake.in > "$$L/cmake/wcpt/wcptConfigVersion.cmake"; \
 	echo "installed wcpt $(VERSION): libraries in $(DESTDIR)$(LIBDIR), header in $(DESTDIR)$(INCLUDEDIR)"

@@ -60,6 +60,12 @@ impl Drop for V8Table {
     }
 }
 
+impl Default for V8Table {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl V8Table {
     pub fn new() -> V8Table {
         // SAFETY: a fresh anonymous mapping (reserved, committed on touch).

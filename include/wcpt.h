@@ -17,63 +17,63 @@
 /**
  * Bits of a handle that hold the entry index.
  */
-#define WCPT_INDEX_BITS 24
+#define WCPT_INDEX_BITS (uint32_t)24
 
 /**
  * Mask giving the entry index of a handle; every masked value is inside the
  * reserved table, so generated code needs no bounds check.
  */
-#define WCPT_INDEX_MASK 16777215
+#define WCPT_INDEX_MASK (uint32_t)16777215
 
 /**
  * Size in bytes of one table entry: the entrypoint, then the check word.
  */
-#define WCPT_ENTRY_SIZE 16
+#define WCPT_ENTRY_SIZE (size_t)16
 
 /**
  * Offset in an entry of the entrypoint (an atomic 64-bit word).
  */
-#define WCPT_ENTRYPOINT_OFFSET 0
+#define WCPT_ENTRYPOINT_OFFSET (size_t)0
 
 /**
  * Offset in an entry of the 64-bit check word,
  * `(uint64_t)(handle >> WCPT_INDEX_BITS) << WCPT_SIGNATURE_BITS | signature`
  * for the handle that owns the entry (see `wcpt_check_word`).
  */
-#define WCPT_CHECK_OFFSET 8
+#define WCPT_CHECK_OFFSET (size_t)8
 
 /**
  * The same offset under its older name: the check word holds the signature
  * in its low `WCPT_SIGNATURE_BITS` bits.
  */
-#define WCPT_SIGNATURE_OFFSET 8
+#define WCPT_SIGNATURE_OFFSET (size_t)8
 
 /**
  * Bits of a signature. Every function that takes a signature refuses a
  * wider one (`WCPT_ERR_INVALID_ARGUMENT`, or 0 from `wcpt_get_checked`).
  */
-#define WCPT_SIGNATURE_BITS 56
+#define WCPT_SIGNATURE_BITS (uint32_t)56
 
 /**
  * Entries per segment, the unit in which memory is committed and released.
  */
-#define WCPT_ENTRIES_PER_SEGMENT 4096
+#define WCPT_ENTRIES_PER_SEGMENT (size_t)4096
 
 /**
  * Entries that can be allocated: 2^24 minus the null entry and entry 0xFFFFFF.
  */
-#define WCPT_CAPACITY 16777214
+#define WCPT_CAPACITY (size_t)16777214
 
 /**
  * The signature stored with every native handle (see `wcpt_native_handle`):
  * the all-ones 56-bit value.
  */
-#define WCPT_NATIVE_SIGNATURE 72057594037927935
+#define WCPT_NATIVE_SIGNATURE (uint64_t)72057594037927935
 
 /**
  * Most code regions that can be registered at once.
  */
-#define WCPT_MAX_CODE_REGIONS 1024
+#define WCPT_MAX_CODE_REGIONS (size_t)1024
 
 /**
  * Major version (the ABI changes only with it).
@@ -218,12 +218,12 @@ typedef struct wcpt_stats_t {
  * and `wcpt_native_handle`. Masked, it reaches entry 0xFFFFFF, which is
  * never allocated.
  */
-#define WCPT_INVALID_HANDLE 4294967295
+#define WCPT_INVALID_HANDLE (wcpt_handle)4294967295
 
 /**
  * The null handle (index 0, never allocated).
  */
-#define WCPT_NULL_HANDLE 0
+#define WCPT_NULL_HANDLE (wcpt_handle)0
 
 #ifdef __cplusplus
 extern "C" {
@@ -246,6 +246,10 @@ wcpt_status wcpt_init(void);
  *
  * Not thread-safe: no other thread may use wcpt during teardown, and
  * pointers from `wcpt_table_base` dangle afterwards.
+ *
+ * # Safety
+ * No other thread may call into wcpt, or read the table, during or after
+ * the call until the table is created again.
  */
 void wcpt_teardown(void);
 

@@ -2,10 +2,12 @@
 //!
 //! Every export is a thin layer: it finds (or lazily creates) the global
 //! table, calls the Rust core, and turns the result into a status or a
-//! documented sentinel. Each body runs inside [`boundary`], so a panic (a bug
+//! documented sentinel. Each body runs inside `boundary`, so a panic (a bug
 //! in wcpt) becomes `WCPT_ERR_INTERNAL` or the sentinel instead of unwinding
 //! into C.
 #![allow(non_camel_case_types)]
+// `24 as u32` and the like are how cbindgen learns each constant's C type.
+#![allow(clippy::unnecessary_cast)]
 
 use crate::handle::{self, Error};
 use crate::protect;
@@ -20,40 +22,44 @@ use std::sync::atomic::{AtomicBool, AtomicPtr};
 /// (`WCPT_INDEX_MASK`) and a generation in the high 8 bits.
 pub type wcpt_handle = u32;
 
+// The `as` casts below are how cbindgen gives each constant its C type
+// (`(uint32_t)24`, `(wcpt_handle)4294967295`, ...), so that it has the type
+// of what it is compared with; the version numbers stay plain for `#if`.
+
 /// Bits of a handle that hold the entry index.
-pub const WCPT_INDEX_BITS: u32 = 24;
+pub const WCPT_INDEX_BITS: u32 = 24 as u32;
 /// Mask giving the entry index of a handle; every masked value is inside the
 /// reserved table, so generated code needs no bounds check.
-pub const WCPT_INDEX_MASK: u32 = 0x00FF_FFFF;
+pub const WCPT_INDEX_MASK: u32 = 0x00FF_FFFF as u32;
 /// The handle no allocation ever returns: the failure value of `wcpt_alloc`
 /// and `wcpt_native_handle`. Masked, it reaches entry 0xFFFFFF, which is
 /// never allocated.
-pub const WCPT_INVALID_HANDLE: wcpt_handle = 0xFFFF_FFFF;
+pub const WCPT_INVALID_HANDLE: wcpt_handle = 0xFFFF_FFFF as wcpt_handle;
 /// The null handle (index 0, never allocated).
-pub const WCPT_NULL_HANDLE: wcpt_handle = 0;
+pub const WCPT_NULL_HANDLE: wcpt_handle = 0 as wcpt_handle;
 /// Size in bytes of one table entry: the entrypoint, then the check word.
-pub const WCPT_ENTRY_SIZE: usize = 16;
+pub const WCPT_ENTRY_SIZE: libc::size_t = 16 as libc::size_t;
 /// Offset in an entry of the entrypoint (an atomic 64-bit word).
-pub const WCPT_ENTRYPOINT_OFFSET: usize = 0;
+pub const WCPT_ENTRYPOINT_OFFSET: libc::size_t = 0 as libc::size_t;
 /// Offset in an entry of the 64-bit check word,
 /// `(uint64_t)(handle >> WCPT_INDEX_BITS) << WCPT_SIGNATURE_BITS | signature`
 /// for the handle that owns the entry (see `wcpt_check_word`).
-pub const WCPT_CHECK_OFFSET: usize = 8;
+pub const WCPT_CHECK_OFFSET: libc::size_t = 8 as libc::size_t;
 /// The same offset under its older name: the check word holds the signature
 /// in its low `WCPT_SIGNATURE_BITS` bits.
-pub const WCPT_SIGNATURE_OFFSET: usize = 8;
+pub const WCPT_SIGNATURE_OFFSET: libc::size_t = 8 as libc::size_t;
 /// Bits of a signature. Every function that takes a signature refuses a
 /// wider one (`WCPT_ERR_INVALID_ARGUMENT`, or 0 from `wcpt_get_checked`).
-pub const WCPT_SIGNATURE_BITS: u32 = 56;
+pub const WCPT_SIGNATURE_BITS: u32 = 56 as u32;
 /// Entries per segment, the unit in which memory is committed and released.
-pub const WCPT_ENTRIES_PER_SEGMENT: usize = 4096;
+pub const WCPT_ENTRIES_PER_SEGMENT: libc::size_t = 4096 as libc::size_t;
 /// Entries that can be allocated: 2^24 minus the null entry and entry 0xFFFFFF.
-pub const WCPT_CAPACITY: usize = 16_777_214;
+pub const WCPT_CAPACITY: libc::size_t = 16_777_214 as libc::size_t;
 /// The signature stored with every native handle (see `wcpt_native_handle`):
 /// the all-ones 56-bit value.
-pub const WCPT_NATIVE_SIGNATURE: u64 = 0x00FF_FFFF_FFFF_FFFF;
+pub const WCPT_NATIVE_SIGNATURE: u64 = 0x00FF_FFFF_FFFF_FFFF as u64;
 /// Most code regions that can be registered at once.
-pub const WCPT_MAX_CODE_REGIONS: usize = 1024;
+pub const WCPT_MAX_CODE_REGIONS: libc::size_t = 1024 as libc::size_t;
 /// Major version (the ABI changes only with it).
 pub const WCPT_VERSION_MAJOR: u32 = 0;
 /// Minor version.
@@ -303,8 +309,12 @@ pub extern "C" fn wcpt_init() -> wcpt_status {
 ///
 /// Not thread-safe: no other thread may use wcpt during teardown, and
 /// pointers from `wcpt_table_base` dangle afterwards.
+///
+/// # Safety
+/// No other thread may call into wcpt, or read the table, during or after
+/// the call until the table is created again.
 #[no_mangle]
-pub extern "C" fn wcpt_teardown() {
+pub unsafe extern "C" fn wcpt_teardown() {
     boundary((), || {
         let _g = LIFECYCLE.lock();
         let p = GLOBAL.swap(std::ptr::null_mut(), AcqRel);

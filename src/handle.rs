@@ -105,6 +105,31 @@ pub enum Error {
     Internal = 9,
 }
 
+impl Error {
+    /// A short description, the same text as the C ABI's `wcpt_status_str`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Error::InvalidHandle => "invalid handle",
+            Error::DoubleFree => "double free: the handle's generation has already ended",
+            Error::NativeHandle => "native handles cannot be freed or set",
+            Error::InvalidArgument => "invalid argument",
+            Error::Capacity => "capacity exhausted",
+            Error::OutOfMemory => "out of memory",
+            Error::NotCode => "entrypoint is not in a registered code region",
+            Error::Protection => "memory protection failed",
+            Error::Internal => "internal error",
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for Error {}
+
 /// The metadata word of an entry (16 bits, kept outside the entry and never
 /// released by a sweep so that generations survive it).
 ///
@@ -204,6 +229,13 @@ mod tests {
         assert_eq!(Meta(0).refusal(4, Some((5, false))), Error::DoubleFree);
         assert_eq!(Meta(0).refusal(6, Some((5, false))), Error::InvalidHandle);
         assert_eq!(Meta(0).refusal(6, Some((5, true))), Error::DoubleFree);
+    }
+
+    #[test]
+    fn errors_display_and_are_std_errors() {
+        let e: Box<dyn std::error::Error> = Box::new(Error::DoubleFree);
+        assert_eq!(e.to_string(), "double free: the handle's generation has already ended");
+        assert_eq!(Error::OutOfMemory.to_string(), "out of memory");
     }
 
     #[test]

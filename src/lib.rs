@@ -19,6 +19,23 @@
 //! - `table`: the table built from the above;
 //! - `ffi`: the C ABI.
 
+//!
+//! The public Rust API is sound: no safe function can break the table's
+//! guarantees. These must not compile:
+//!
+//! ```compile_fail
+//! // Tearing down the process-wide table requires that no other thread
+//! // uses it, so it is `unsafe`.
+//! wcpt::ffi::wcpt_teardown();
+//! ```
+//!
+//! ```compile_fail
+//! // Write windows are the library's own; none can be opened (or leaked
+//! // with `mem::forget`) from outside.
+//! let w = wcpt::protect::Window::open();
+//! std::mem::forget(w);
+//! ```
+
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod freelist;

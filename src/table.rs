@@ -203,8 +203,8 @@ impl Table {
     #[inline]
     pub fn get(&self, handle: u32) -> u64 {
         protect::ensure_read();
-        if handle & INDEX_MASK >= TABLE_ENTRIES {
-            return 0; // only reachable in the small loom tables
+        if beyond_table(handle) {
+            return 0;
         }
         let (entrypoint, check) = self.read_entry(handle);
         // A free entry holds a link, not a user address, and the check word
@@ -236,7 +236,7 @@ impl Table {
     #[inline]
     pub fn call_target(&self, handle: u32, signature: u64) -> u64 {
         protect::ensure_read();
-        if handle & INDEX_MASK >= TABLE_ENTRIES || signature > SIGNATURE_MASK {
+        if beyond_table(handle) || signature > SIGNATURE_MASK {
             return 0;
         }
         let (entrypoint, check) = self.read_entry(handle);
@@ -734,6 +734,22 @@ pub(crate) struct TableLocks<'a> {
     _natives: MutexGuard<'a, crate::native::Arrays>,
     _grow: MutexGuard<'a, ()>,
     _regions: MutexGuard<'a, Vec<(u64, u64)>>,
+}
+
+/// Whether a masked handle lies beyond the reserved table: never in a real
+/// table (2^24 entries are reserved), only in the small loom tables.
+#[inline(always)]
+fn beyond_table(handle: u32) -> bool {
+    #[cfg(loom)]
+    {
+        handle & INDEX_MASK >= TABLE_ENTRIES
+    }
+    #[cfg(not(loom))]
+    {
+        const _: () = assert!(TABLE_ENTRIES == INDEX_MASK + 1);
+        let _ = handle;
+        false
+    }
 }
 
 /// A monotonic clock in milliseconds, coarse (a vDSO read, no syscall).

@@ -63,12 +63,15 @@ fn no_export_allocates_from_the_rust_heap() {
     let _g = SERIAL.lock().unwrap();
     // Creation: the `Table` value is the one heap allocation, made with a
     // checked `std::alloc::alloc`. Refused, init says so and leaves nothing.
-    wcpt_teardown();
+    // SAFETY: SERIAL keeps the other tests of this binary out; no other
+    // thread uses wcpt.
+    unsafe { wcpt_teardown() };
     let (s, n) = refusing(|| wcpt_init());
     assert_eq!((s, n), (wcpt_status::WCPT_ERR_OUT_OF_MEMORY, 1), "wcpt_init with the heap refused");
     assert_eq!(refusing(|| wcpt_get(0x0100_0001)), (0, 0), "no table was left behind");
     assert_eq!(wcpt_init(), wcpt_status::WCPT_OK);
-    let calls: Vec<(&str, Box<dyn Fn() -> bool>)> = vec![
+    type Call = (&'static str, Box<dyn Fn() -> bool>);
+    let calls: Vec<Call> = vec![
         ("alloc/get/set/free", Box::new(|| {
             let h = wcpt_alloc(0x5000, 1);
             let ok = wcpt_get(h) == 0x5000 && wcpt_get_checked(h, 1) == 0x5000;
@@ -104,7 +107,8 @@ fn no_export_allocates_from_the_rust_heap() {
         assert!(ok, "{name} failed with the heap refused");
         assert_eq!(n, 0, "{name} allocated from the Rust heap");
     }
-    let (_, n) = refusing(|| wcpt_teardown());
+    // SAFETY: as above.
+    let (_, n) = refusing(|| unsafe { wcpt_teardown() });
     assert_eq!(n, 0, "wcpt_teardown");
 }
 
@@ -129,7 +133,9 @@ fn a_refused_region_list_growth_is_out_of_memory_and_changes_nothing() {
 #[test]
 fn lookups_before_the_table_exists_create_nothing() {
     let _g = SERIAL.lock().unwrap();
-    wcpt_teardown();
+    // SAFETY: SERIAL keeps the other tests of this binary out; no other
+    // thread uses wcpt.
+    unsafe { wcpt_teardown() };
     let ((a, b), n) = refusing(|| (wcpt_get(0x0100_0001), wcpt_get_checked(0x0100_0001, 1)));
     assert_eq!((a, b, n), (0, 0, 0));
     // Nothing was created: the table is made only by the next real call.

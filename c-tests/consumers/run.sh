@@ -38,6 +38,10 @@ header_documented() {
     { prev = $0 }
     END { exit bad }' "$root/include/wcpt.h"
 }
+header_constant_types() {
+  cc -std=c11 -Wall -Wextra -Wformat=2 -pedantic -Werror -fsyntax-only -I"$root/include" "$here/constants.c" &&
+  c++ -std=c++17 -Wall -Wextra -Wformat=2 -pedantic -Werror -fsyntax-only -I"$root/include" -x c++ "$here/constants.c"
+}
 header_c11() { echo '#include <wcpt.h>' | cc -std=c11 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$root/include" -x c -; }
 header_cxx17() { echo '#include <wcpt.h>' | c++ -std=c++17 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$root/include" -x c++ -; }
 pc_shared() {
@@ -46,14 +50,17 @@ pc_shared() {
   LD_LIBRARY_PATH="$libd" "$out/shared"
 }
 pc_static() {
-  # --static adds Libs.private; -Bstatic picks libwcpt.a over the .so.
+  # wcpt-static names the archive by path: under --no-as-needed (and with
+  # ASan, which implies it) the program must still not need the .so.
   local libs
-  libs=$(pkg-config --static --libs wcpt)
-  echo "$libs" | grep -q -- '-lpthread' || { echo "no Libs.private in: $libs"; return 1; }
-  cc -std=c11 "$here/consumer.c" -o "$out/static" $(pkg-config --cflags wcpt) \
-     -Wl,--as-needed -Wl,-Bstatic -lwcpt -Wl,-Bdynamic $libs &&
+  libs=$(pkg-config --libs wcpt-static)
+  echo "$libs" | grep -q -- '-lpthread' || { echo "no system libraries in: $libs"; return 1; }
+  cc -std=c11 "$here/consumer.c" -o "$out/static" $(pkg-config --cflags wcpt-static) -Wl,--no-as-needed $libs &&
   ! readelf -d "$out/static" | grep -q 'NEEDED.*libwcpt' &&
-  "$out/static"
+  "$out/static" &&
+  cc -std=c11 -fsanitize=address "$here/consumer.c" -o "$out/static-asan" $(pkg-config --cflags --libs wcpt-static) &&
+  ! readelf -d "$out/static-asan" | grep -q 'NEEDED.*libwcpt' &&
+  ASAN_OPTIONS=detect_leaks=0 "$out/static-asan"
 }
 static_libs_match_rustc() {
   # The Makefile's STATIC_LIBS (used by the tests) is what rustc reports.
@@ -64,6 +71,14 @@ static_libs_match_rustc() {
 cxx17() {
   c++ -std=c++17 -Wall -Wextra -pedantic -Werror "$here/consumer.cpp" -o "$out/cxx" $(pkg-config --cflags --libs wcpt) &&
   LD_LIBRARY_PATH="$libd" "$out/cxx"
+}
+cmake_static_no_as_needed() {
+  # wcpt::wcpt_static imports the archive by path: no NEEDED libwcpt even
+  # under --no-as-needed.
+  cmake -S "$here/cmake" -B "$out/cmake-nan" -DCMAKE_PREFIX_PATH="$root" -DCMAKE_EXE_LINKER_FLAGS=-Wl,--no-as-needed &&
+  cmake --build "$out/cmake-nan" --target consumer_static &&
+  ! readelf -d "$out/cmake-nan/consumer_static" | grep -q 'NEEDED.*libwcpt' &&
+  "$out/cmake-nan/consumer_static"
 }
 cmake_find_package() {
   # CMake finds lib/ and lib/<multiarch>/ under a prefix by itself; lib64
@@ -119,12 +134,14 @@ try "SONAME libwcpt.so.$SOVER and its symlinks" soname_is_sover
 try "header: every item documented" header_documented
 try "header: C11 -Wall -Wextra -pedantic" header_c11
 try "header: C++17 -Wall -Wextra -pedantic" header_cxx17
+try "header: every constant has its type (printf formats, #if on versions)" header_constant_types
 try "pkg-config consumer, shared" pc_shared
-try "pkg-config --static consumer" pc_static
+try "pkg-config wcpt-static consumer under --no-as-needed and ASan: no NEEDED libwcpt" pc_static
 try "Makefile STATIC_LIBS matches rustc's native-static-libs" static_libs_match_rustc
 try "C++17 consumer" cxx17
 if command -v cmake >/dev/null; then
   try "CMake find_package(wcpt) with wcpt::wcpt and wcpt::wcpt_static" cmake_find_package
+  try "CMake wcpt::wcpt_static under --no-as-needed: no NEEDED libwcpt" cmake_static_no_as_needed
   try "CMake find_package from a project with no languages" cmake_no_languages
   try "CMake version ranges" cmake_version_range
   try "CMake: a missing library fails at configure time" cmake_missing_library

@@ -83,7 +83,7 @@ mod core {
         let h = t.alloc(EP, SIGNATURE_MASK - 1).unwrap();
         assert_eq!(t.get_checked(h, SIGNATURE_MASK - 1), EP);
         // A wider signature never matches, not even through the generation bits.
-        let wide = SIGNATURE_MASK - 1 | (u64::from(h >> 24) << 56);
+        let wide = (SIGNATURE_MASK - 1) | (u64::from(h >> 24) << 56);
         assert_eq!(t.get_checked(h, wide), 0);
         assert_eq!(t.call_target(h, wide), 0);
         let n = t.native_handle(0x7777_0000).unwrap();

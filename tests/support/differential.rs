@@ -35,7 +35,7 @@ impl Model {
     /// What alloc says of its arguments: the entrypoint first, then the
     /// signature's width.
     fn check_alloc(&self, ep: u64, sig: u64) -> Result<(), Error> {
-        self.check_ep(ep).and_then(|()| if sig > SIGNATURE_MASK { Err(Error::InvalidArgument) } else { Ok(()) })
+        self.check_ep(ep).and(if sig > SIGNATURE_MASK { Err(Error::InvalidArgument) } else { Ok(()) })
     }
     fn check_ep(&self, ep: u64) -> Result<(), Error> {
         if !is_user_address(ep) {
