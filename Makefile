@@ -8,7 +8,7 @@
 #   make fuzz    differential fuzzing with cargo-fuzz (nightly), FUZZ_SECONDS=120
 #   make soak    a bounded soak run on all cores, SOAK_SECONDS=120
 #   make bench   wcpt against a V8 model, sharded-slab and the floor; writes BENCHMARKS.md
-#   make header  regenerate include/wcpt.h with cbindgen
+#   make header  regenerate include/wcpt.h with the cbindgen command line
 #   make install PREFIX=/usr/local DESTDIR=    (and make uninstall)
 #   make clean
 
@@ -60,12 +60,29 @@ lib: $(SO) $(A) $(OUT)/libwcpt.so.$(SOVER)
 $(OUT)/libwcpt.so.$(SOVER): $(SO)
 	ln -sf libwcpt.so $@
 
-$(SO) $(A) &: $(RUST_SRC)
-	$(CARGO) build --release
-	@touch $(SO) $(A)
+# Both C libraries in one rustc run, which also reports the archive's system
+# libraries (for Libs.private and the CMake static target): no second build.
+# The list is a note rustc prints, which cargo replays when nothing changed.
+$(SO) $(A) $(BUILD)/native-static-libs.txt &: $(RUST_SRC)
+	@mkdir -p $(BUILD)
+	$(CARGO) rustc --release --lib --features capi --crate-type cdylib --crate-type staticlib \
+	  -- --print native-static-libs -C link-arg=-Wl,-soname,libwcpt.so.$(SOVER) \
+	  2> $(BUILD)/rustc.log || { cat $(BUILD)/rustc.log; exit 1; }
+	@grep -v -i "native-static-libs\|native artifacts\|^note: *$$\|^ *$$" $(BUILD)/rustc.log >&2 || true
+	@sed -n 's/.*native-static-libs: //p' $(BUILD)/rustc.log | tail -1 > $(BUILD)/native-static-libs.txt
+	@test -s $(BUILD)/native-static-libs.txt || { echo "rustc did not report the static libraries"; exit 1; }
+	@touch $(SO) $(A) $(BUILD)/native-static-libs.txt
 
-header:
-	$(CARGO) build --release
+# The header comes from the cbindgen command line, built once into
+# build/tools (crates.io), so that no Rust dependent ever builds cbindgen.
+CBINDGEN_VERSION := 0.29.4
+CBINDGEN    := $(BUILD)/tools/bin/cbindgen
+
+$(CBINDGEN):
+	$(CARGO) install cbindgen --version =$(CBINDGEN_VERSION) --locked --root $(BUILD)/tools
+
+header: $(CBINDGEN)
+	$(CBINDGEN) --quiet --config cbindgen.toml --output include/wcpt.h src/ffi.rs
 
 $(BUILD)/shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO) $(OUT)/libwcpt.so.$(SOVER)
 	@mkdir -p $(dir $@)
@@ -83,19 +100,26 @@ c-tests: $(foreach t,$(C_TESTS),$(BUILD)/shared/$(t) $(BUILD)/static/$(t)) $(BUI
 
 # Runs a command, appends its output to the log, and remembers a failure
 # without stopping, so that the summary counts everything.
+# (Inside $(call run,...) write commas as $(comma).)
+comma := ,
 run = { $(1); } 2>&1 | tee -a $(LOG); [ $${PIPESTATUS[0]} -eq 0 ] || echo "FAILED: $(1)" >> $(BUILD)/failed
 
 check:
 	@mkdir -p $(BUILD); : > $(LOG); rm -f $(BUILD)/failed
 	@echo "== header: include/wcpt.h must be what cbindgen generates"
-	WCPT_HEADER=check $(CARGO) build --release
+	@$(MAKE) --no-print-directory $(CBINDGEN) > /dev/null
+	$(CBINDGEN) --quiet --config cbindgen.toml --output $(BUILD)/wcpt.h src/ffi.rs
+	@cmp -s include/wcpt.h $(BUILD)/wcpt.h || { diff -u include/wcpt.h $(BUILD)/wcpt.h | head -40; \
+	  echo "include/wcpt.h differs from what cbindgen generates: run make header and commit it"; exit 1; }
 	@$(MAKE) --no-print-directory c-tests
 	@echo "== cargo doc and clippy: no warnings"
-	@$(call run,RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -q && echo "test_rustdoc: 1 passed, 0 failed, 0 skipped")
-	@$(call run,$(CARGO) clippy --release --all-targets -q -- -D warnings && echo "test_clippy: 1 passed, 0 failed, 0 skipped")
+	@$(call run,RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -q --features capi && echo "test_rustdoc: 1 passed$(comma) 0 failed$(comma) 0 skipped")
+	@$(call run,$(CARGO) clippy --release --all-targets -q --features capi -- -D warnings && echo "test_clippy: 1 passed$(comma) 0 failed$(comma) 0 skipped")
 	@echo "== Rust tests (release, then debug with debug assertions)"
-	@$(call run,$(CARGO) test --release)
-	@$(call run,$(CARGO) test)
+	@$(call run,$(CARGO) test --release --features capi)
+	@$(call run,$(CARGO) test --features capi)
+	@echo "== a Rust program that depends on the crate, without the C ABI"
+	@$(call run,c-tests/consumers/rust-dep/run.sh $(BUILD)/rust-dep)
 	@echo "== loom models (LOOM_MAX_PREEMPTIONS=$(LOOM_PREEMPTIONS))"
 	@$(call run,LOOM_MAX_PREEMPTIONS=$(LOOM_PREEMPTIONS) RUSTFLAGS="--cfg loom" $(CARGO) test --release --lib --target-dir target/loom)
 	@echo "== C tests against libwcpt.so and libwcpt.a"
@@ -166,7 +190,7 @@ BENCH_BIN = $$(ls -t target/release/deps/bench-* | grep -v '\.d$$' | head -1)
 # callgrind, and appends both to BENCHMARKS.md. perf stat is used where the
 # machine supports hardware counters.
 bench:
-	$(CARGO) bench --bench bench --no-run
+	$(CARGO) bench --bench bench --features capi --no-run
 	@BENCH_DATE="$$(date -u '+%Y-%m-%d %H:%M UTC')" BENCH_COMMIT="$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
 	  BENCH_OUT=$(CURDIR)/BENCHMARKS.md /usr/bin/time -v -o $(BUILD)/bench-time.txt $(BENCH_BIN) --bench
 	@{ echo; echo "## Whole process (/usr/bin/time -v)"; echo; \
@@ -213,16 +237,6 @@ $(BUILD)/minijit: examples/minijit.c include/wcpt.h $(A)
 
 demo: $(BUILD)/minijit
 	./$(BUILD)/minijit
-
-# The staticlib's native dependencies, as rustc reports them (for
-# Libs.private and the CMake static target). A separate target dir, so the
-# main build is not disturbed; cleaning wcpt there makes rustc print again.
-$(BUILD)/native-static-libs.txt: $(RUST_SRC)
-	@mkdir -p $(BUILD)
-	@$(CARGO) clean -q --release -p wcpt --target-dir target/nsl 2>/dev/null || true
-	$(CARGO) rustc -q --release --lib --crate-type staticlib --target-dir target/nsl -- --print native-static-libs 2>&1 \
-	  | sed -n 's/.*native-static-libs: //p' | tail -1 > $@.tmp
-	@test -s $@.tmp && mv $@.tmp $@
 
 # Installed libraries are stripped of debug info (the archive keeps its
 # symbol index); the CMake package finds everything relative to itself.

@@ -613,6 +613,20 @@ mod tests {
     }
 
     #[test]
+    fn soname_version_follows_the_rule() {
+        // What the Makefile passes as -soname (SOVER) and build.rs computes.
+        let want = if WCPT_VERSION_MAJOR == 0 {
+            format!("0.{WCPT_VERSION_MINOR}")
+        } else {
+            WCPT_VERSION_MAJOR.to_string()
+        };
+        assert_eq!(env!("WCPT_SOVER"), want);
+        let makefile = include_str!("../Makefile");
+        assert!(makefile.contains("SOVER       := $(if $(filter 0,$(MAJOR)),0.$(MINOR),$(MAJOR))"));
+        assert!(makefile.contains("-soname,libwcpt.so.$(SOVER)"));
+    }
+
+    #[test]
     fn status_strings_cover_every_status() {
         for s in 0..=9u32 {
             // SAFETY: wcpt_status_str returns a static NUL-terminated string.

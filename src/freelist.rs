@@ -115,7 +115,7 @@ impl Freelists {
     /// Calls `f` with the local index of every entry on `segment`'s list,
     /// in list order (at most the head's free count, stopping at anything
     /// that is not a link). Only for a quiescent table: a fork child.
-    #[cfg_attr(loom, allow(dead_code))] // used by the fork handlers (not built under loom)
+    #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))] // used by the fork handlers (in the C ABI)
     pub(crate) fn for_each_listed(&self, mem: &Memory, segment: u32, mut f: impl FnMut(u32)) {
         let head = self.head(segment);
         let mut top = head.top();

@@ -7,7 +7,8 @@
 //!
 //! The crate is a Rust core ([`Table`], usable on its own and as many separate
 //! instances) under a thin C ABI (`ffi`, one process-wide table, exported as
-//! `wcpt_*` and described by the generated `include/wcpt.h`).
+//! `wcpt_*` and described by the generated `include/wcpt.h`). The C ABI is
+//! the `capi` feature: a Rust dependent builds neither C library nor header.
 //!
 //! Modules, one concern each:
 //! - `handle`: handle and entry layout, metadata words, error codes;
@@ -47,7 +48,7 @@ mod regions;
 mod sync;
 mod table;
 
-#[cfg(not(loom))]
+#[cfg(all(feature = "capi", not(loom)))]
 pub mod ffi;
 
 pub use handle::Error;

@@ -196,7 +196,7 @@ impl NativeMap {
     }
 
     /// Holds the writer lock (across `fork`; see `ffi`).
-    #[cfg_attr(loom, allow(dead_code))] // used by the fork handlers (not built under loom)
+    #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))] // used by the fork handlers (in the C ABI)
     pub(crate) fn lock(&self) -> MutexGuard<'_, Arrays> {
         self.writer.lock()
     }

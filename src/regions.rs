@@ -142,7 +142,7 @@ impl CodeRegions {
     }
 
     /// Holds the writer lock (across `fork`; see `ffi`).
-    #[cfg_attr(loom, allow(dead_code))] // used by the fork handlers (not built under loom)
+    #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))] // used by the fork handlers (in the C ABI)
     pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<(u64, u64)>> {
         self.truth.lock()
     }

@@ -668,7 +668,7 @@ impl Table {
     /// Takes every lock of the table; they are held until the returned value
     /// is dropped. The fork handlers hold them across `fork`, so that the
     /// child never inherits a lock held by a thread it does not have.
-    #[cfg_attr(loom, allow(dead_code))] // used by the fork handlers (not built under loom)
+    #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))] // used by the fork handlers (in the C ABI)
     pub(crate) fn lock_all(&self) -> TableLocks<'_> {
         // Lock order: natives, then grow (creating a native handle commits a
         // segment while holding the map's lock), then regions (never held
@@ -692,7 +692,7 @@ impl Table {
     /// - a push between writing its link and its CAS: as for `free`.
     ///
     /// Costs one pass over the metadata of the committed segments.
-    #[cfg_attr(loom, allow(dead_code))] // used by the fork handlers (not built under loom)
+    #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))] // used by the fork handlers (in the C ABI)
     pub(crate) fn repair_after_fork(&self) {
         protect::ensure_read();
         let w = Window::open();
@@ -729,7 +729,7 @@ impl Table {
 }
 
 /// Every lock of a table, held together (see [`Table::lock_all`]).
-#[cfg_attr(loom, allow(dead_code))]
+#[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))]
 pub(crate) struct TableLocks<'a> {
     _natives: MutexGuard<'a, crate::native::Arrays>,
     _grow: MutexGuard<'a, ()>,
