@@ -145,7 +145,7 @@ int main(int argc, char **argv) {
   for (int s = 1; s <= seconds; s++) {
     sleep(1);
     if (s % 10 == 0 || s == seconds) {
-      wcpt_stats_t st;
+      struct wcpt_stats st;
       wcpt_stats(&st);
       printf("  %3ds: %llu table ops, %llu native lookups, %llu anomalies, live=%zu native=%zu segments=%zu released=%llu\n", s,
              (unsigned long long)atomic_load(&ops), (unsigned long long)atomic_load(&lookups),
@@ -158,7 +158,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < workers; i++) pthread_join(t[i], NULL);
   for (int i = 0; i < 2; i++) pthread_join(sw[i], NULL);
   pthread_join(nat, NULL);
-  wcpt_stats_t st;
+  struct wcpt_stats st;
   wcpt_stats(&st);
   if (st.live != 0) ANOMALY("%zu entries still live after every worker freed its own\n", st.live);
   unsigned long long a = atomic_load(&anomalies);

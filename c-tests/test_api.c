@@ -2,6 +2,7 @@
 #include "check.h"
 #include "wcpt.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -28,6 +29,12 @@ static void test_alloc_get_set_free(void) {
   CHECK_EQ(wcpt_get(h), 0);
   CHECK_EQ(wcpt_get_checked(h, 42), 0);
 }
+
+/* The C definition of struct wcpt_stats (written in cbindgen.toml) has the
+ * layout of the Rust one (asserted in src/ffi.rs): six size_t. */
+_Static_assert(sizeof(struct wcpt_stats) == 6 * sizeof(size_t), "struct wcpt_stats layout");
+_Static_assert(offsetof(struct wcpt_stats, native) == 5 * sizeof(size_t), "struct wcpt_stats layout");
+_Static_assert(sizeof(wcpt_stats_t) == sizeof(struct wcpt_stats), "the 0.1 name still works");
 
 static void test_jit_style_read_through_base(void) {
   wcpt_handle h = wcpt_alloc(EP, 0xFEEDull);
@@ -107,7 +114,7 @@ static void test_native_handles(void) {
 
 static void test_invalid_arguments(void) {
   uintptr_t bad[] = {NON_CANONICAL, (uintptr_t)1 << 63, UINTPTR_MAX, (uintptr_t)0xFFFE000000000001ull};
-  wcpt_stats_t before, after;
+  struct wcpt_stats before, after;
   CHECK_EQ(wcpt_stats(&before), WCPT_OK);
   wcpt_handle h = wcpt_alloc(EP, 5);
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -178,7 +185,7 @@ static void test_code_regions(void) {
 static void test_sweep_thresholds_and_stats(void) {
   enum { N = 3 * WCPT_ENTRIES_PER_SEGMENT };
   static wcpt_handle hs[N];
-  wcpt_stats_t s0, s1, s2;
+  struct wcpt_stats s0, s1, s2;
   CHECK_EQ(wcpt_stats(&s0), WCPT_OK);
   CHECK_EQ(s0.capacity, WCPT_CAPACITY);
   for (int i = 0; i < N; i++) hs[i] = wcpt_alloc(EP + 16 * (uintptr_t)i, 3);
@@ -194,7 +201,7 @@ static void test_sweep_thresholds_and_stats(void) {
   CHECK_EQ(wcpt_sweep(s2.free + 1), 0);
   size_t released = wcpt_sweep(0);
   CHECK(released >= 2);
-  wcpt_stats_t s3;
+  struct wcpt_stats s3;
   CHECK_EQ(wcpt_stats(&s3), WCPT_OK);
   CHECK_EQ(s3.committed_segments, s2.committed_segments - released);
   /* Segment 0 holds native handles from earlier tests, so every released

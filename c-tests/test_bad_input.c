@@ -9,12 +9,12 @@
 #define EP ((uintptr_t)0x4444000010ull)
 
 static wcpt_handle witness;   /* a live handle that must never change */
-static wcpt_stats_t baseline;
+static struct wcpt_stats baseline;
 
 static void snapshot(void) { wcpt_stats(&baseline); }
 
 static void unchanged(void) {
-  wcpt_stats_t now;
+  struct wcpt_stats now;
   CHECK_EQ(wcpt_stats(&now), WCPT_OK);
   CHECK_EQ(now.live, baseline.live);
   CHECK_EQ(now.native, baseline.native);
@@ -201,7 +201,7 @@ static void row_calls_after_teardown(void) {
   /* A fresh table: the old witness is not live in it. */
   CHECK_EQ(wcpt_get(witness), 0);
   CHECK_EQ(wcpt_free(witness), WCPT_ERR_INVALID_HANDLE);
-  wcpt_stats_t s;
+  struct wcpt_stats s;
   CHECK_EQ(wcpt_stats(&s), WCPT_OK);
   CHECK_EQ(s.live + s.native, 0);
   witness = wcpt_alloc(EP, 7);

@@ -89,7 +89,7 @@ static int child_work(void) {
       if (wcpt_get(h) != 0 || wcpt_free(h) != WCPT_ERR_DOUBLE_FREE) return 9;
     }
   }
-  wcpt_stats_t before;
+  struct wcpt_stats before;
   if (wcpt_stats(&before) != WCPT_OK) return 10;
   static wcpt_handle fresh[5000];
   for (int r = 0; r < 4; r++) {
@@ -100,7 +100,7 @@ static int child_work(void) {
     for (int i = 0; i < 5000; i++)
       if (wcpt_free(fresh[i]) != WCPT_OK) return 12;
   }
-  wcpt_stats_t after;
+  struct wcpt_stats after;
   if (wcpt_stats(&after) != WCPT_OK || after.live != before.live) return 13;
   wcpt_handle n = wcpt_native_handle(0x7d0000000000ull);
   if (n == WCPT_INVALID_HANDLE || wcpt_native_handle(0x7d0000000000ull) != n) return 14;

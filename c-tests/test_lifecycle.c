@@ -14,7 +14,7 @@ static void test_calls_before_init_initialise_lazily(void) {
   CHECK_EQ(wcpt_get(0x00000001), 0);
   CHECK_EQ(wcpt_free(0x00000001), WCPT_ERR_INVALID_HANDLE);
   CHECK_EQ(wcpt_sweep(0), 0);
-  wcpt_stats_t s;
+  struct wcpt_stats s;
   CHECK_EQ(wcpt_stats(&s), WCPT_OK);
   CHECK_EQ(s.live, 0);
   CHECK(wcpt_table_base() != NULL);
@@ -29,7 +29,7 @@ static void test_teardown_releases_and_reinitialises(void) {
   wcpt_teardown(); /* idempotent */
   /* After teardown: a fresh table, and handles from before do not answer,
    * even once the same index is allocated again. */
-  wcpt_stats_t s;
+  struct wcpt_stats s;
   CHECK_EQ(wcpt_stats(&s), WCPT_OK);
   CHECK_EQ(s.live, 0);
   CHECK_EQ(s.native, 0);

@@ -34,7 +34,7 @@ static void test_exhaustion(void) {
   CHECK_EQ(wcpt_get(nat), 0x7c0000000000ull);
   CHECK_EQ(wcpt_sweep(0), 0);
   CHECK_EQ(wcpt_get_checked(hs[12345], 12345), 0x10000 + 16 * (uintptr_t)12345);
-  wcpt_stats_t s;
+  struct wcpt_stats s;
   CHECK_EQ(wcpt_stats(&s), WCPT_OK);
   CHECK_EQ(s.free, 0);
   CHECK_EQ(s.live + s.native, WCPT_CAPACITY);

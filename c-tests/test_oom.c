@@ -44,7 +44,7 @@ static int table_works(void) {
   if (wcpt_set(h, 0x6000) != WCPT_OK || wcpt_free(h) != WCPT_OK) return 0;
   if (wcpt_native_handle(0x7f0000) == WCPT_INVALID_HANDLE) return 0;
   wcpt_sweep(0);
-  wcpt_stats_t s;
+  struct wcpt_stats s;
   return wcpt_stats(&s) == WCPT_OK;
 }
 
@@ -69,7 +69,7 @@ static int site_first_segment(int resource, long delta) {
   wcpt_handle h = wcpt_alloc(0x5000, 1);
   int refused = h == WCPT_INVALID_HANDLE;
   if (refused && wcpt_last_error() != WCPT_ERR_OUT_OF_MEMORY) return 2;
-  wcpt_stats_t st;
+  struct wcpt_stats st;
   if (wcpt_stats(&st) != WCPT_OK || st.live != (refused ? 0u : 1u)) return 3;
   /* A refused alloc is refused fast the next time, and retried later. */
   if (refused && wcpt_alloc(0x5000, 1) != WCPT_INVALID_HANDLE) return 6;
@@ -96,7 +96,7 @@ static int site_native_growth(int resource, long delta) {
   for (int i = 0; i < made; i++)
     if (wcpt_native_handle(0x600000 + 16 * (uintptr_t)i) != known[i] || wcpt_get(known[i]) != 0x600000 + 16 * (uintptr_t)i)
       return 3;
-  wcpt_stats_t st;
+  struct wcpt_stats st;
   if (wcpt_stats(&st) != WCPT_OK || st.native != (size_t)made || st.live != 0) return 7;
   limit(resource, -1);
   usleep(20000);

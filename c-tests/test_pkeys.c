@@ -74,7 +74,7 @@ static void test_main_thread_every_call(void) {
   CHECK_PROTECTED(h, 0x7400);
   wcpt_sweep(0);
   CHECK_PROTECTED(h, 0x7400);
-  wcpt_stats_t s;
+  struct wcpt_stats s;
   CHECK_EQ(wcpt_stats(&s), WCPT_OK);
   CHECK_PROTECTED(h, 0x7400);
   CHECK_EQ(wcpt_thread_attach(), WCPT_OK);
@@ -344,7 +344,7 @@ static void *no_access_thread(void *arg) {
   (void)arg;
   wcpt_handle h;
   uintptr_t e = 0x8400;
-  wcpt_stats_t s;
+  struct wcpt_stats s;
 #define FROM_NOTHING(call)                                                     \
   do {                                                                         \
     no_access();                                                               \
@@ -402,7 +402,7 @@ static void test_pkru_write_counts(void) {
   static uintptr_t eps[N];
   for (int i = 0; i < N; i++) many[i] = wcpt_alloc(ep(i), 2), eps[i] = ep(i) + 4;
   wcpt_handle n = wcpt_native_handle(0x8700);
-  wcpt_stats_t s;
+  struct wcpt_stats s;
   wcpt_handle k;
   uint64_t c;
   printf("  PKRU writes per call (rights already read-only):\n");

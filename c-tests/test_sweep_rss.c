@@ -26,7 +26,7 @@ static void test_sweep_drops_rss(void) {
   /* Keep one entry in every 16th segment. */
   for (int i = 0; i < N; i++)
     if (i % (16 * WCPT_ENTRIES_PER_SEGMENT) != 7) CHECK_EQ(wcpt_free(hs[i]), WCPT_OK);
-  wcpt_stats_t s;
+  struct wcpt_stats s;
   CHECK_EQ(wcpt_stats(&s), WCPT_OK);
   size_t released = wcpt_sweep(0);
   size_t after = rss_bytes();

@@ -74,7 +74,7 @@ static void test_churn_verifies_values_and_ownership(void) {
   for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
   atomic_store(&stop_sweeping, 1);
   pthread_join(s, NULL);
-  wcpt_stats_t st;
+  struct wcpt_stats st;
   CHECK_EQ(wcpt_stats(&st), WCPT_OK);
   CHECK_EQ(st.live, 0);
 }
@@ -132,7 +132,7 @@ static void test_native_handles_from_many_threads(void) {
     for (int k = 1; k < THREADS; k++) CHECK_EQ(native_seen[k][i], native_seen[0][i]);
     CHECK_EQ(wcpt_get(native_seen[0][i]), 0x7f0000000000ull + 64 * (uintptr_t)i);
   }
-  wcpt_stats_t st;
+  struct wcpt_stats st;
   CHECK_EQ(wcpt_stats(&st), WCPT_OK);
   CHECK(st.native >= NATIVES);
 }

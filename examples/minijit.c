@@ -143,7 +143,7 @@ static thunk_fn emit_call_thunk(struct code *c, const void *table_base, uint64_t
 static long host_max(long a, long b) { return a > b ? a : b; }
 
 static void stats(const char *when) {
-  wcpt_stats_t s;
+  struct wcpt_stats s;
   wcpt_stats(&s);
   printf("   table %s: %zu live, %zu native, %zu free in %zu committed segment(s) (%zu KiB)\n", when,
          s.live, s.native, s.free, s.committed_segments, s.committed_bytes >> 10);

@@ -15,6 +15,44 @@
 #include <stdint.h>
 
 /**
+ * Counters of the table, filled in by `wcpt_stats`. A snapshot: exact when
+ * no other thread is using the table. Declare it as `struct wcpt_stats`.
+ */
+struct wcpt_stats {
+  /**
+   * Entries that can ever be allocated (`WCPT_CAPACITY`).
+   */
+  size_t capacity;
+  /**
+   * Segments whose entry memory is committed.
+   */
+  size_t committed_segments;
+  /**
+   * Bytes of entry memory committed (64 KiB per segment).
+   */
+  size_t committed_bytes;
+  /**
+   * Entries allocated with `wcpt_alloc` and not freed.
+   */
+  size_t live;
+  /**
+   * Free entries in committed segments.
+   */
+  size_t free;
+  /**
+   * Native handles (live until teardown; not counted in `live`).
+   */
+  size_t native;
+};
+
+/**
+ * The 0.1 name of `struct wcpt_stats`, kept for existing code until 1.0
+ * (the `_t` suffix is reserved by POSIX).
+ */
+typedef struct wcpt_stats wcpt_stats_t;
+
+
+/**
  * Bits of a handle that hold the entry index.
  */
 #define WCPT_INDEX_BITS (uint32_t)24
@@ -183,37 +221,6 @@ typedef uint32_t wcpt_protection;
 typedef uint32_t wcpt_handle;
 
 /**
- * Counters of the table, filled in by `wcpt_stats`. A snapshot: exact when
- * no other thread is using the table.
- */
-typedef struct wcpt_stats_t {
-  /**
-   * Entries that can ever be allocated (`WCPT_CAPACITY`).
-   */
-  size_t capacity;
-  /**
-   * Segments whose entry memory is committed.
-   */
-  size_t committed_segments;
-  /**
-   * Bytes of entry memory committed (64 KiB per segment).
-   */
-  size_t committed_bytes;
-  /**
-   * Entries allocated with `wcpt_alloc` and not freed.
-   */
-  size_t live;
-  /**
-   * Free entries in committed segments.
-   */
-  size_t free;
-  /**
-   * Native handles (live until teardown; not counted in `live`).
-   */
-  size_t native;
-} wcpt_stats_t;
-
-/**
  * The handle no allocation ever returns: the failure value of `wcpt_alloc`
  * and `wcpt_native_handle`. Masked, it reaches entry 0xFFFFFF, which is
  * never allocated.
@@ -341,9 +348,9 @@ size_t wcpt_sweep(size_t threshold);
  * `WCPT_ERR_INVALID_ARGUMENT` if `out` is NULL.
  *
  * # Safety
- * `out` must be NULL or point to writable memory for one `wcpt_stats_t`.
+ * `out` must be NULL or point to writable memory for one `struct wcpt_stats`.
  */
-wcpt_status wcpt_stats(struct wcpt_stats_t *out);
+wcpt_status wcpt_stats(struct wcpt_stats *out);
 
 /**
  * The address of entry 0, for generated code: a handle's entry is at

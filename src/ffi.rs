@@ -79,6 +79,9 @@ const _: () = {
     assert!(std::mem::size_of::<crate::memory::Entry>() == WCPT_ENTRY_SIZE);
     assert!(std::mem::offset_of!(crate::memory::Entry, entrypoint) == WCPT_ENTRYPOINT_OFFSET);
     assert!(std::mem::offset_of!(crate::memory::Entry, check) == WCPT_CHECK_OFFSET);
+    // The C definition of `struct wcpt_stats` in cbindgen.toml: six size_t.
+    assert!(std::mem::size_of::<WcptStats>() == 6 * std::mem::size_of::<libc::size_t>());
+    assert!(std::mem::offset_of!(WcptStats, native) == 5 * std::mem::size_of::<libc::size_t>());
     assert!(WCPT_SIGNATURE_OFFSET == WCPT_CHECK_OFFSET);
     assert!(WCPT_SIGNATURE_BITS == handle::SIGNATURE_BITS);
 };
@@ -155,9 +158,15 @@ pub enum wcpt_protection {
 
 /// Counters of the table, filled in by `wcpt_stats`. A snapshot: exact when
 /// no other thread is using the table.
+///
+/// In C this is `struct wcpt_stats`, a struct tag with no typedef of that
+/// name: a typedef `wcpt_stats` would clash with the function. cbindgen
+/// renames references to it, and cbindgen.toml carries its C definition
+/// (a `_Static_assert` in test_api and the assertions below keep the two
+/// layouts equal), with `wcpt_stats_t`, the 0.1 name, as a typedef.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct wcpt_stats_t {
+pub struct WcptStats {
     /// Entries that can ever be allocated (`WCPT_CAPACITY`).
     pub capacity: libc::size_t,
     /// Segments whose entry memory is committed.
@@ -460,9 +469,9 @@ pub extern "C" fn wcpt_sweep(threshold: libc::size_t) -> libc::size_t {
 /// `WCPT_ERR_INVALID_ARGUMENT` if `out` is NULL.
 ///
 /// # Safety
-/// `out` must be NULL or point to writable memory for one `wcpt_stats_t`.
+/// `out` must be NULL or point to writable memory for one `struct wcpt_stats`.
 #[no_mangle]
-pub unsafe extern "C" fn wcpt_stats(out: *mut wcpt_stats_t) -> wcpt_status {
+pub unsafe extern "C" fn wcpt_stats(out: *mut WcptStats) -> wcpt_status {
     boundary(wcpt_status::WCPT_ERR_INTERNAL, || {
         if out.is_null() {
             return wcpt_status::WCPT_ERR_INVALID_ARGUMENT;
@@ -470,7 +479,7 @@ pub unsafe extern "C" fn wcpt_stats(out: *mut wcpt_stats_t) -> wcpt_status {
         match table() {
             Ok(t) => {
                 let s = t.stats();
-                let c = wcpt_stats_t {
+                let c = WcptStats {
                     capacity: s.capacity,
                     committed_segments: s.committed_segments,
                     committed_bytes: s.committed_bytes,

@@ -90,7 +90,7 @@ fn no_export_allocates_from_the_rust_heap() {
         })),
         ("sweep and stats", Box::new(|| {
             wcpt_sweep(0);
-            let mut s = wcpt_stats_t::default();
+            let mut s = WcptStats::default();
             // SAFETY: a valid out-pointer.
             let st = unsafe { wcpt_stats(&mut s) };
             st == wcpt_status::WCPT_OK && s.native >= 499

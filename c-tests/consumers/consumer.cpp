@@ -18,7 +18,7 @@ int main() {
     if (wcpt_free(h) != WCPT_OK) return 2;
   wcpt_status s = wcpt_free(handles[0]);
   if (s != WCPT_ERR_DOUBLE_FREE) return 3;
-  wcpt_stats_t st{};
+  struct wcpt_stats st{};
   if (wcpt_stats(&st) != WCPT_OK || st.live != 0) return 4;
   std::string version = wcpt_version();
   std::printf("consumer (C++17): wcpt %s, %s\n", version.c_str(), wcpt_status_str(s));
