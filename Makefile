@@ -60,18 +60,25 @@ lib: $(SO) $(A) $(OUT)/libwcpt.so.$(SOVER)
 $(OUT)/libwcpt.so.$(SOVER): $(SO)
 	ln -sf libwcpt.so $@
 
-# Both C libraries in one rustc run, which also reports the archive's system
-# libraries (for Libs.private and the CMake static target): no second build.
-# The list is a note rustc prints, which cargo replays when nothing changed.
+# The C libraries: rustc builds the archive, and reports its system
+# libraries (for Libs.private and the CMake static target) in the same run;
+# then the shared library is linked from the archive with our own version
+# script, so that it exports exactly wcpt_*, each as wcpt_x@@WCPT_<SOVER>.
+# (rustc gives a cdylib a version script of its own, and ld honours only
+# the first, so a cdylib cannot carry symbol versions.) The list of system
+# libraries is a note rustc prints, which cargo replays when nothing changed.
 $(SO) $(A) $(BUILD)/native-static-libs.txt &: $(RUST_SRC)
 	@mkdir -p $(BUILD)
-	$(CARGO) rustc --release --lib --features capi --crate-type cdylib --crate-type staticlib \
-	  -- --print native-static-libs -C link-arg=-Wl,-soname,libwcpt.so.$(SOVER) \
-	  2> $(BUILD)/rustc.log || { cat $(BUILD)/rustc.log; exit 1; }
+	$(CARGO) rustc --release --lib --features capi --crate-type staticlib \
+	  -- --print native-static-libs 2> $(BUILD)/rustc.log || { cat $(BUILD)/rustc.log; exit 1; }
 	@grep -v -i "native-static-libs\|native artifacts\|^note: *$$\|^ *$$" $(BUILD)/rustc.log >&2 || true
 	@sed -n 's/.*native-static-libs: //p' $(BUILD)/rustc.log | tail -1 > $(BUILD)/native-static-libs.txt
 	@test -s $(BUILD)/native-static-libs.txt || { echo "rustc did not report the static libraries"; exit 1; }
-	@touch $(SO) $(A) $(BUILD)/native-static-libs.txt
+	@printf 'WCPT_%s {\n  global:\n    wcpt_*;\n  local:\n    *;\n};\n' $(SOVER) > $(BUILD)/wcpt.map
+	$(CC) -shared -o $(SO) -Wl,--whole-archive $(A) -Wl,--no-whole-archive \
+	  -Wl,--version-script=$(BUILD)/wcpt.map -Wl,-soname,libwcpt.so.$(SOVER) -Wl,--gc-sections -Wl,-z,relro,-z,now \
+	  $$(cat $(BUILD)/native-static-libs.txt)
+	@touch $(A) $(BUILD)/native-static-libs.txt
 
 # The header comes from the cbindgen command line, built once into
 # build/tools (crates.io), so that no Rust dependent ever builds cbindgen.

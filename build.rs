@@ -3,8 +3,9 @@
 //! The header (include/wcpt.h) is not generated here: `make header` runs the
 //! cbindgen command line, and `make check` fails if the committed header
 //! differs from its output. So a Rust dependent needs no cbindgen, and no
-//! build writes into the source folder. The C libraries are linked by the
-//! Makefile's `cargo rustc`, which passes the SONAME.
+//! build writes into the source folder. The C libraries are built by the
+//! Makefile: rustc makes the archive, and the shared library is linked from
+//! it with the SONAME and a version script (symbol versions WCPT_<SOVER>).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

@@ -633,6 +633,7 @@ mod tests {
         let makefile = include_str!("../Makefile");
         assert!(makefile.contains("SOVER       := $(if $(filter 0,$(MAJOR)),0.$(MINOR),$(MAJOR))"));
         assert!(makefile.contains("-soname,libwcpt.so.$(SOVER)"));
+        assert!(makefile.contains("WCPT_%s {"), "the version script is WCPT_<SOVER>");
     }
 
     #[test]

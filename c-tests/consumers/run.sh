@@ -18,9 +18,21 @@ try() { local name=$1; shift; if "$@" > "$out/log" 2>&1; then ok "$name"; else b
 export PKG_CONFIG_SYSROOT_DIR="$stage" PKG_CONFIG_LIBDIR="$libd/pkgconfig"
 
 exports_only_wcpt() {
+  # Functions and data: only wcpt_*; the one absolute symbol is the version.
   local other
-  other=$(nm -D --defined-only "$so" | awk '{print $3}' | grep -v '^wcpt_')
+  other=$(nm -D --defined-only "$so" | awk '$2 != "A" {print $3}' | grep -v '^wcpt_')
   [ -z "$other" ] || { echo "exported: $other"; return 1; }
+}
+exports_versioned() {
+  # Every export is wcpt_x@@WCPT_<SOVER>, and a program linked against the
+  # library records that it needs the version.
+  local syms unversioned
+  syms=$(readelf --dyn-syms -W "$libd/libwcpt.so.$VERSION" | awk '$5 == "GLOBAL" && $7 != "UND" {print $8}' | grep '^wcpt_')
+  [ -n "$syms" ] || { echo "no wcpt_ exports"; return 1; }
+  unversioned=$(echo "$syms" | grep -v "@@WCPT_$SOVER\$" || true)
+  [ -z "$unversioned" ] || { echo "without the version WCPT_$SOVER: $unversioned"; return 1; }
+  cc -std=c11 "$here/consumer.c" -o "$out/versioned" $(pkg-config --cflags --libs wcpt) &&
+  readelf -V "$out/versioned" | grep -q "Name: WCPT_$SOVER"
 }
 soname_is_sover() {
   # libwcpt.so.0.MINOR while the major version is 0, then libwcpt.so.MAJOR.
@@ -131,6 +143,7 @@ if [ "$lib" != lib ]; then
 fi
 try "exports only wcpt_* symbols" exports_only_wcpt
 try "SONAME libwcpt.so.$SOVER and its symlinks" soname_is_sover
+try "every export carries the symbol version WCPT_$SOVER" exports_versioned
 try "header: every item documented" header_documented
 try "header: C11 -Wall -Wextra -pedantic" header_c11
 try "header: C++17 -Wall -Wextra -pedantic" header_cxx17
