@@ -9,7 +9,7 @@
 // `24 as u32` and the like are how cbindgen learns each constant's C type.
 #![allow(clippy::unnecessary_cast)]
 
-use crate::handle::{self, Error};
+use crate::handle::{self, Error, Handle};
 use crate::protect;
 use crate::sync::{Mutex, MutexGuard, Ordering::*};
 use crate::table::{Table, TableLocks};
@@ -349,7 +349,7 @@ pub unsafe extern "C" fn wcpt_teardown() {
 pub extern "C" fn wcpt_alloc(entrypoint: usize, signature: u64) -> wcpt_handle {
     boundary(WCPT_INVALID_HANDLE, || {
         match table().and_then(|t| t.alloc(entrypoint as u64, signature)) {
-            Ok(h) => h,
+            Ok(h) => h.raw(),
             Err(e) => {
                 set_last_error(e);
                 WCPT_INVALID_HANDLE
@@ -366,7 +366,7 @@ pub extern "C" fn wcpt_alloc(entrypoint: usize, signature: u64) -> wcpt_handle {
 /// freeing one handle at once, exactly one gets `WCPT_OK`. Lock-free.
 #[no_mangle]
 pub extern "C" fn wcpt_free(handle: wcpt_handle) -> wcpt_status {
-    boundary(wcpt_status::WCPT_ERR_INTERNAL, || status(table().and_then(|t| t.free(handle))))
+    boundary(wcpt_status::WCPT_ERR_INTERNAL, || status(table().and_then(|t| t.free(Handle::from_raw(handle)))))
 }
 
 /// The entrypoint of a live handle (including native handles), or 0 for a
@@ -376,7 +376,7 @@ pub extern "C" fn wcpt_free(handle: wcpt_handle) -> wcpt_status {
 /// creates it) it answers 0 and creates nothing.
 #[no_mangle]
 pub extern "C" fn wcpt_get(handle: wcpt_handle) -> usize {
-    boundary(0, || existing_table().map_or(0, |t| t.get(handle)) as usize)
+    boundary(0, || existing_table().map_or(0, |t| t.get(Handle::from_raw(handle))) as usize)
 }
 
 /// Like `wcpt_get`, and 0 also when the entry's signature is not `signature`
@@ -384,7 +384,7 @@ pub extern "C" fn wcpt_get(handle: wcpt_handle) -> usize {
 /// `wcpt_call_target`. Async-signal-safe in every state of the process.
 #[no_mangle]
 pub extern "C" fn wcpt_get_checked(handle: wcpt_handle, signature: u64) -> usize {
-    boundary(0, || existing_table().map_or(0, |t| t.get_checked(handle, signature)) as usize)
+    boundary(0, || existing_table().map_or(0, |t| t.get_checked(Handle::from_raw(handle), signature)) as usize)
 }
 
 /// Replaces the entrypoint of a live handle (tier-up); the signature is kept.
@@ -395,7 +395,7 @@ pub extern "C" fn wcpt_get_checked(handle: wcpt_handle, signature: u64) -> usize
 #[no_mangle]
 pub extern "C" fn wcpt_set(handle: wcpt_handle, entrypoint: usize) -> wcpt_status {
     boundary(wcpt_status::WCPT_ERR_INTERNAL, || {
-        status(table().and_then(|t| t.set(handle, entrypoint as u64)))
+        status(table().and_then(|t| t.set(Handle::from_raw(handle), entrypoint as u64)))
     })
 }
 
@@ -422,10 +422,14 @@ pub unsafe extern "C" fn wcpt_set_many(
         const _: () = assert!(std::mem::size_of::<usize>() == std::mem::size_of::<u64>());
         // SAFETY: non-null, and the caller guarantees `count` elements each;
         // usize and u64 have the same size and alignment on the 64-bit
-        // targets wcpt builds for (asserted above), so the entrypoints are
-        // read in place, without a copy that could fail to allocate.
+        // targets wcpt builds for (asserted above), and `Handle` is a
+        // transparent u32, so both arrays are read in place, without a copy
+        // that could fail to allocate.
         let (hs, es) = unsafe {
-            (std::slice::from_raw_parts(handles, count), std::slice::from_raw_parts(entrypoints.cast::<u64>(), count))
+            (
+                std::slice::from_raw_parts(handles.cast::<Handle>(), count),
+                std::slice::from_raw_parts(entrypoints.cast::<u64>(), count),
+            )
         };
         status(table().and_then(|t| t.set_many(hs, es)))
     })
@@ -443,7 +447,7 @@ pub unsafe extern "C" fn wcpt_set_many(
 pub extern "C" fn wcpt_native_handle(address: usize) -> wcpt_handle {
     boundary(WCPT_INVALID_HANDLE, || {
         match table().and_then(|t| t.native_handle(address as u64)) {
-            Ok(h) => h,
+            Ok(h) => h.raw(),
             Err(e) => {
                 set_last_error(e);
                 WCPT_INVALID_HANDLE

@@ -68,6 +68,53 @@ pub fn is_user_address(addr: u64) -> bool {
     addr >> 47 == 0
 }
 
+/// A handle to a table entry, as the Rust API gives and takes it: the 32
+/// bits that generated code and the C ABI (`wcpt_handle`) use,
+/// `generation << 24 | index`, in a type of its own so that it cannot be
+/// mixed up with other integers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct Handle(u32);
+
+impl Handle {
+    /// The handle no allocation returns (`WCPT_INVALID_HANDLE`).
+    pub const INVALID: Handle = Handle(INVALID_HANDLE);
+    /// The null handle (index 0, never allocated).
+    pub const NULL: Handle = Handle(0);
+
+    /// A handle from its 32 bits, for instance read from generated code's
+    /// memory. Any value is accepted: the table answers only handles it
+    /// issued and still holds, and refuses every other with a status.
+    #[inline(always)]
+    pub const fn from_raw(raw: u32) -> Handle {
+        Handle(raw)
+    }
+
+    /// The 32 bits generated code stores and the C ABI passes.
+    #[inline(always)]
+    pub const fn raw(self) -> u32 {
+        self.0
+    }
+
+    /// The entry index (`raw() & INDEX_MASK`).
+    #[inline(always)]
+    pub const fn index(self) -> u32 {
+        self.0 & INDEX_MASK
+    }
+
+    /// The generation byte, as the entry's check word holds it.
+    #[inline(always)]
+    pub const fn generation(self) -> u8 {
+        (self.0 >> INDEX_BITS) as u8
+    }
+}
+
+impl std::fmt::Display for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#010x}", self.0)
+    }
+}
+
 /// Splits a handle into (index, generation).
 #[inline]
 pub fn split(handle: u32) -> (u32, u8) {
@@ -229,6 +276,16 @@ mod tests {
         assert_eq!(Meta(0).refusal(4, Some((5, false))), Error::DoubleFree);
         assert_eq!(Meta(0).refusal(6, Some((5, false))), Error::InvalidHandle);
         assert_eq!(Meta(0).refusal(6, Some((5, true))), Error::DoubleFree);
+    }
+
+    #[test]
+    fn typed_handles() {
+        let h = Handle::from_raw(join(0x12_3456, 0xAB));
+        assert_eq!((h.index(), h.generation(), h.raw()), (0x12_3456, 0xAB, 0xAB12_3456));
+        assert_eq!(h.to_string(), "0xab123456");
+        assert_eq!(Handle::INVALID.raw(), INVALID_HANDLE);
+        assert_eq!(Handle::NULL.raw(), 0);
+        assert_eq!(std::mem::size_of::<Handle>(), 4, "transparent: C arrays are read in place");
     }
 
     #[test]

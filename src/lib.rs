@@ -51,7 +51,7 @@ mod table;
 #[cfg(all(feature = "capi", not(loom)))]
 pub mod ffi;
 
-pub use handle::Error;
+pub use handle::{Error, Handle};
 pub use protect::{mode as protection_mode, pkru_writes, Mode as Protection};
 pub use table::{Stats, Table, SHARDS};
 

@@ -201,7 +201,8 @@ impl Table {
     /// null, invalid, never allocated). Never faults, whatever `handle` is.
     /// Reads the entry only.
     #[inline]
-    pub fn get(&self, handle: u32) -> u64 {
+    pub fn get(&self, handle: Handle) -> u64 {
+        let handle = handle.raw();
         protect::ensure_read();
         if beyond_table(handle) {
             return 0;
@@ -219,7 +220,7 @@ impl Table {
     /// Like [`Table::get`], and also 0 unless the entry's signature is
     /// `signature` (0 for a signature wider than 56 bits).
     #[inline]
-    pub fn get_checked(&self, handle: u32, signature: u64) -> u64 {
+    pub fn get_checked(&self, handle: Handle, signature: u64) -> u64 {
         // What generated code gets, less a free entry's link (which only a
         // handle of a generation never issued could match).
         let entrypoint = self.call_target(handle, signature);
@@ -234,7 +235,8 @@ impl Table {
     /// the entrypoint if the check word is `check_word(handle, signature)`,
     /// else 0. Exactly the C sequence, for tests and loom models.
     #[inline]
-    pub fn call_target(&self, handle: u32, signature: u64) -> u64 {
+    pub fn call_target(&self, handle: Handle, signature: u64) -> u64 {
+        let handle = handle.raw();
         protect::ensure_read();
         if beyond_table(handle) || signature > SIGNATURE_MASK {
             return 0;
@@ -266,7 +268,7 @@ impl Table {
 
     /// Allocates an entry holding `entrypoint` and `signature` (at most 56
     /// bits: [`SIGNATURE_MASK`]).
-    pub fn alloc(&self, entrypoint: u64, signature: u64) -> Result<u32, Error> {
+    pub fn alloc(&self, entrypoint: u64, signature: u64) -> Result<Handle, Error> {
         self.check_code(entrypoint)?;
         if signature > SIGNATURE_MASK {
             return Err(Error::InvalidArgument);
@@ -275,7 +277,7 @@ impl Table {
         // the way (rare) included.
         let w = Window::open();
         let index = self.take(&w)?;
-        Ok(self.publish(index, entrypoint, signature, Meta::LIVE, &w))
+        Ok(Handle::from_raw(self.publish(index, entrypoint, signature, Meta::LIVE, &w)))
     }
 
     /// Writes a taken entry and makes it answer to its handle.
@@ -458,7 +460,8 @@ impl Table {
     }
 
     /// Frees an entry allocated by [`Table::alloc`].
-    pub fn free(&self, handle: u32) -> Result<(), Error> {
+    pub fn free(&self, handle: Handle) -> Result<(), Error> {
+        let handle = handle.raw();
         protect::ensure_read();
         let (index, g) = self.split(handle);
         if index == 0 || index >= LAST_INDEX {
@@ -513,7 +516,8 @@ impl Table {
     }
 
     /// Replaces a live handle's entrypoint (tier-up); the signature is kept.
-    pub fn set(&self, handle: u32, entrypoint: u64) -> Result<(), Error> {
+    pub fn set(&self, handle: Handle, entrypoint: u64) -> Result<(), Error> {
+        let handle = handle.raw();
         self.check_code(entrypoint)?;
         // The window also grants read access.
         let w = Window::open();
@@ -522,7 +526,7 @@ impl Table {
 
     /// Sets many handles in one write window. Every handle and entrypoint is
     /// checked before anything is written; on a bad one nothing changes.
-    pub fn set_many(&self, handles: &[u32], entrypoints: &[u64]) -> Result<(), Error> {
+    pub fn set_many(&self, handles: &[Handle], entrypoints: &[u64]) -> Result<(), Error> {
         if handles.len() != entrypoints.len() {
             return Err(Error::InvalidArgument);
         }
@@ -531,7 +535,7 @@ impl Table {
         }
         protect::ensure_read();
         for &h in handles {
-            let (index, g) = self.split(h);
+            let (index, g) = self.split(h.raw());
             if index == 0 || index >= LAST_INDEX {
                 return Err(Error::InvalidHandle);
             }
@@ -541,7 +545,7 @@ impl Table {
             }
         }
         let w = Window::open();
-        handles.iter().zip(entrypoints).try_for_each(|(&h, &e)| self.set_in_window(h, e, &w))
+        handles.iter().zip(entrypoints).try_for_each(|(&h, &e)| self.set_in_window(h.raw(), e, &w))
     }
 
     fn set_in_window(&self, handle: u32, entrypoint: u64, _w: &Window) -> Result<(), Error> {
@@ -577,17 +581,19 @@ impl Table {
 
     /// The one handle of a native (host) function, created on first use.
     /// Native handles cannot be freed or set and live as long as the table.
-    pub fn native_handle(&self, address: u64) -> Result<u32, Error> {
+    pub fn native_handle(&self, address: u64) -> Result<Handle, Error> {
         if address == 0 || !is_user_address(address) {
             return Err(Error::InvalidArgument);
         }
         // The map is protected memory: lookups need read access, and
         // creating a handle runs inside the map's one write window.
         protect::ensure_read();
-        self.natives.get_or_create(address, |w| {
-            let index = self.take(w)?;
-            Ok(self.publish(index, address, NATIVE_SIGNATURE, Meta::NATIVE, w))
-        })
+        self.natives
+            .get_or_create(address, |w| {
+                let index = self.take(w)?;
+                Ok(self.publish(index, address, NATIVE_SIGNATURE, Meta::NATIVE, w))
+            })
+            .map(Handle::from_raw)
     }
 
     /// Releases every segment whose entries are all free, if at least

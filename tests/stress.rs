@@ -5,7 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use wcpt::handle::{INDEX_MASK, SIGNATURE_MASK, TABLE_ENTRIES};
-use wcpt::{Error, Table};
+use wcpt::Error;
+
+#[path = "support/raw.rs"]
+mod raw;
+use raw::RawTable as Table;
 
 /// A small xorshift generator: deterministic per thread, no dependency.
 struct Rng(u64);
@@ -42,7 +46,7 @@ fn value(thread: usize, n: u64) -> u64 {
 fn churn_with_sweepers_verifies_values_and_ownership() {
     let threads = 4;
     let rounds = 1_000_000;
-    let t = Arc::new(Table::new().unwrap());
+    let t = Arc::new(Table::new());
     let owners = Arc::new(Owners::new());
     let stop = Arc::new(AtomicBool::new(false));
     let swept = Arc::new(AtomicUsize::new(0));
@@ -135,7 +139,7 @@ fn churn_with_sweepers_verifies_values_and_ownership() {
 
 #[test]
 fn racing_double_frees_have_exactly_one_winner() {
-    let t = Arc::new(Table::new().unwrap());
+    let t = Arc::new(Table::new());
     for _ in 0..200 {
         let hs: Arc<Vec<u32>> = Arc::new((0..256).map(|i| t.alloc(0x1000 + i * 16, 0).unwrap()).collect());
         let wins = Arc::new(AtomicUsize::new(0));
@@ -166,7 +170,7 @@ fn racing_double_frees_have_exactly_one_winner() {
 
 #[test]
 fn native_handles_are_one_per_address_across_threads() {
-    let t = Arc::new(Table::new().unwrap());
+    let t = Arc::new(Table::new());
     let barrier = Arc::new(Barrier::new(4));
     let threads: Vec<_> = (0..4)
         .map(|k| {
@@ -205,7 +209,7 @@ fn native_handles_are_one_per_address_across_threads() {
 /// holds its value.
 #[test]
 fn concurrent_sweep_keeps_every_kept_handle() {
-    let t = Arc::new(Table::new().unwrap());
+    let t = Arc::new(Table::new());
     let stop = Arc::new(AtomicBool::new(false));
     let sweepers: Vec<_> = (0..2)
         .map(|_| {
@@ -251,7 +255,7 @@ fn set_racing_free_never_corrupts_the_table() {
     // A caller bug: one thread tiers up a handle while another frees it and
     // a third sweeps. The table must stay consistent: every set either lands
     // before the free or is refused, and the freelists stay intact.
-    let t = Arc::new(Table::new().unwrap());
+    let t = Arc::new(Table::new());
     let stop = Arc::new(AtomicBool::new(false));
     let sweeper = {
         let (t, stop) = (t.clone(), stop.clone());

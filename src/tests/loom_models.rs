@@ -3,7 +3,7 @@
 //! part of `make check` (LOOM_MAX_PREEMPTIONS=2).
 
 use crate::handle::*;
-use crate::{Error, Table};
+use crate::{Error, Handle, Table};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -29,7 +29,7 @@ fn alloc_and_free_hand_out_distinct_entries() {
         t.free(h0).unwrap();
         let h1 = t.alloc(0x300, 3).unwrap();
         let h2 = th.join().unwrap();
-        assert_ne!(h1 & INDEX_MASK, h2 & INDEX_MASK);
+        assert_ne!(h1.index(), h2.index());
         assert_eq!(t.get(h1), 0x300);
         assert_eq!(t.get(h2), 0x200);
         assert_eq!(t.get(h0), 0);
@@ -58,7 +58,7 @@ fn sweep_racing_alloc_never_loses_or_duplicates_an_entry() {
     model(|| {
         let t = Arc::new(Table::new().unwrap());
         // Segment 0 full and freed again: empty, so a sweep may release it.
-        let hs: Vec<u32> = (0..3).map(|i| t.alloc(0x100 + i, 0).unwrap()).collect();
+        let hs: Vec<Handle> = (0..3).map(|i| t.alloc(0x100 + i, 0).unwrap()).collect();
         for &h in &hs {
             t.free(h).unwrap();
         }
@@ -82,7 +82,7 @@ fn sweep_racing_free_releases_only_when_empty() {
     model(|| {
         let t = Arc::new(Table::new().unwrap());
         // Segment 0 full (three entries), one entry in segment 1.
-        let hs: Vec<u32> = (0..4).map(|i| t.alloc(0x100 + 16 * i, 0).unwrap()).collect();
+        let hs: Vec<Handle> = (0..4).map(|i| t.alloc(0x100 + 16 * i, 0).unwrap()).collect();
         t.free(hs[3]).unwrap();
         // Three free entries: below one segment's worth (four), no sweep.
         assert_eq!(t.sweep(0), 0);
@@ -126,7 +126,7 @@ fn growth_race_commits_distinct_entries() {
         let th = thread::spawn(move || [t2.alloc(0x10, 0).unwrap(), t2.alloc(0x20, 0).unwrap()]);
         let mine = [t.alloc(0x30, 0).unwrap(), t.alloc(0x40, 0).unwrap()];
         let theirs = th.join().unwrap();
-        let mut all: Vec<u32> = mine.iter().chain(theirs.iter()).map(|h| h & INDEX_MASK).collect();
+        let mut all: Vec<u32> = mine.iter().chain(theirs.iter()).map(|h| h.index()).collect();
         all.sort();
         all.dedup();
         assert_eq!(all.len(), 4);
@@ -163,7 +163,7 @@ fn set_racing_free_keeps_the_freelist_intact() {
         let r = th.join().unwrap();
         assert!(r.is_ok() || r == Err(Error::InvalidHandle));
         // All six entries can still be allocated, each exactly once.
-        let mut all: Vec<u32> = (0..6).map(|i| t.alloc(0x1000 + i, 0).unwrap() & INDEX_MASK).collect();
+        let mut all: Vec<u32> = (0..6).map(|i| t.alloc(0x1000 + i, 0).unwrap().index()).collect();
         all.sort();
         all.dedup();
         assert_eq!(all.len(), 6);
@@ -175,7 +175,7 @@ fn three_threads_churn_and_sweep() {
     model(|| {
         let t = Arc::new(Table::new().unwrap());
         // Segment 1 committed and emptied again, so a sweep has work.
-        let hs: Vec<u32> = (0..4).map(|i| t.alloc(0x100 + 16 * i, 0).unwrap()).collect();
+        let hs: Vec<Handle> = (0..4).map(|i| t.alloc(0x100 + 16 * i, 0).unwrap()).collect();
         t.free(hs[3]).unwrap();
         t.free(hs[2]).unwrap();
         let churn = |ep: u64| {
@@ -198,7 +198,7 @@ fn three_threads_churn_and_sweep() {
         let s = t.stats();
         assert_eq!(s.live, 2);
         // Every free entry is still reachable: fill the table exactly.
-        let more: Vec<u32> = (0..4).map(|i| t.alloc(0x3000 + 16 * i, 0).unwrap()).collect();
+        let more: Vec<Handle> = (0..4).map(|i| t.alloc(0x3000 + 16 * i, 0).unwrap()).collect();
         assert_eq!(more.len(), 4);
         assert_eq!(t.alloc(0x4000, 0), Err(Error::Capacity));
     });
@@ -212,7 +212,7 @@ fn three_threads_churn_and_sweep() {
 fn a_refusal_never_hides_a_racing_free() {
     model(|| {
         let t = Arc::new(Table::new().unwrap());
-        let hs: Vec<u32> = (0..CAPACITY).map(|i| t.alloc(0x100 + 16 * i as u64, 1).unwrap()).collect();
+        let hs: Vec<Handle> = (0..CAPACITY).map(|i| t.alloc(0x100 + 16 * i as u64, 1).unwrap()).collect();
         assert_eq!(t.alloc(0x900, 1), Err(Error::Capacity));
         let t2 = t.clone();
         let victim = hs[2];
@@ -254,7 +254,7 @@ fn generated_code_never_reaches_the_next_occupant_through_a_stale_handle() {
         t.free(old).unwrap();
         freed.store(true, Release);
         let new = t.alloc(0x900, 7).unwrap();
-        assert_eq!(new & INDEX_MASK, old & INDEX_MASK, "the slot is reused");
+        assert_eq!(new.index(), old.index(), "the slot is reused");
         caller.join().unwrap();
         assert_eq!(t.call_target(old, 7), 0);
         assert_eq!(t.call_target(new, 7), 0x900);

@@ -6,7 +6,7 @@ mod loom_models;
 #[cfg(not(loom))]
 mod core {
     use crate::handle::*;
-    use crate::{Error, Table};
+    use crate::{Error, Handle, Table};
 
     const EP: u64 = 0x5555_0000_1000;
 
@@ -18,8 +18,8 @@ mod core {
     fn alloc_get_set_free() {
         let t = table();
         let h = t.alloc(EP, 7).unwrap();
-        assert_ne!(h, 0);
-        assert_ne!(h, INVALID_HANDLE);
+        assert_ne!(h, Handle::NULL);
+        assert_ne!(h, Handle::INVALID);
         assert_eq!(t.get(h), EP);
         assert_eq!(t.get_checked(h, 7), EP);
         assert_eq!(t.get_checked(h, 8), 0);
@@ -38,20 +38,20 @@ mod core {
         let h = t.alloc(EP, 0xABCD).unwrap();
         let entry = unsafe {
             // SAFETY: base points to the reserved table; the index is masked.
-            t.base().add((h & INDEX_MASK) as usize * ENTRY_SIZE) as *const u64
+            t.base().add(h.index() as usize * ENTRY_SIZE) as *const u64
         };
         // SAFETY: the entry is committed and live; plain reads, as JIT code does.
         unsafe {
             assert_eq!(entry.read_volatile(), EP);
-            assert_eq!(entry.add(1).read_volatile(), (u64::from(h >> 24) << 56) | 0xABCD);
-            assert_eq!(entry.add(1).read_volatile(), check_word(h, 0xABCD));
+            assert_eq!(entry.add(1).read_volatile(), (u64::from(h.generation()) << 56) | 0xABCD);
+            assert_eq!(entry.add(1).read_volatile(), check_word(h.raw(), 0xABCD));
         }
         t.free(h).unwrap();
         // SAFETY: as above; a free entry's entrypoint is not a user address,
         // and its check word belongs to no issued handle (the next generation).
         unsafe {
             assert!(!is_user_address(entry.read_volatile()));
-            assert_ne!(entry.add(1).read_volatile() >> 56, u64::from(h >> 24));
+            assert_ne!(entry.add(1).read_volatile() >> 56, u64::from(h.generation()));
         }
     }
 
@@ -64,13 +64,13 @@ mod core {
         t.free(old).unwrap();
         assert_eq!(t.call_target(old, 5), 0, "freed");
         let new = t.alloc(EP + 16, 5).unwrap();
-        assert_eq!(new & INDEX_MASK, old & INDEX_MASK, "the slot was reused");
+        assert_eq!(new.index(), old.index(), "the slot was reused");
         assert_eq!(t.call_target(old, 5), 0, "same signature, new occupant: still refused");
         assert_eq!(t.call_target(new, 5), EP + 16);
         // Every generation of the index but the live one is refused.
         for g in 0..=255u32 {
-            let h = (g << 24) | (new & INDEX_MASK);
-            assert_eq!(t.call_target(h, 5) != 0, h == new, "{h:#x}");
+            let h = Handle::from_raw((g << 24) | new.index());
+            assert_eq!(t.call_target(h, 5) != 0, h == new, "{h}");
         }
     }
 
@@ -83,7 +83,7 @@ mod core {
         let h = t.alloc(EP, SIGNATURE_MASK - 1).unwrap();
         assert_eq!(t.get_checked(h, SIGNATURE_MASK - 1), EP);
         // A wider signature never matches, not even through the generation bits.
-        let wide = (SIGNATURE_MASK - 1) | (u64::from(h >> 24) << 56);
+        let wide = (SIGNATURE_MASK - 1) | (u64::from(h.generation()) << 56);
         assert_eq!(t.get_checked(h, wide), 0);
         assert_eq!(t.call_target(h, wide), 0);
         let n = t.native_handle(0x7777_0000).unwrap();
@@ -94,7 +94,7 @@ mod core {
     #[test]
     fn stale_handles_stay_dead_across_a_sweep_and_recommit() {
         let t = table();
-        let hs: Vec<u32> = (0..3 * ENTRIES_PER_SEGMENT).map(|i| t.alloc(EP + 16 * u64::from(i), 3).unwrap()).collect();
+        let hs: Vec<Handle> = (0..3 * ENTRIES_PER_SEGMENT).map(|i| t.alloc(EP + 16 * u64::from(i), 3).unwrap()).collect();
         for &h in &hs {
             t.free(h).unwrap();
         }
@@ -102,12 +102,12 @@ mod core {
         for &h in &hs {
             assert_eq!(t.get(h), 0);
             assert_eq!(t.call_target(h, 3), 0);
-            assert_eq!(t.free(h), Err(Error::DoubleFree), "{h:#x}: released metadata still knows");
+            assert_eq!(t.free(h), Err(Error::DoubleFree), "{h}: released metadata still knows");
         }
         // Recommit the same segments: the old handles stay dead.
-        let again: Vec<u32> = (0..3 * ENTRIES_PER_SEGMENT).map(|i| t.alloc(EP + 16 * u64::from(i), 3).unwrap()).collect();
+        let again: Vec<Handle> = (0..3 * ENTRIES_PER_SEGMENT).map(|i| t.alloc(EP + 16 * u64::from(i), 3).unwrap()).collect();
         for &h in &hs {
-            assert_eq!(t.call_target(h, 3), 0, "{h:#x}");
+            assert_eq!(t.call_target(h, 3), 0, "{h}");
             assert_eq!(t.free(h), Err(Error::DoubleFree));
         }
         for (i, &h) in again.iter().enumerate() {
@@ -121,7 +121,7 @@ mod core {
         let old = t.alloc(EP, 1).unwrap();
         t.free(old).unwrap();
         let new = t.alloc(EP + 16, 1).unwrap();
-        assert_eq!(new & INDEX_MASK, old & INDEX_MASK, "LIFO reuse of the slot");
+        assert_eq!(new.index(), old.index(), "LIFO reuse of the slot");
         assert_ne!(new, old);
         assert_eq!(t.get(old), 0);
         assert_eq!(t.get_checked(old, 1), 0);
@@ -138,7 +138,7 @@ mod core {
         for _ in 0..255 {
             t.free(h).unwrap();
             h = t.alloc(EP, 0).unwrap();
-            assert_eq!(h & INDEX_MASK, first & INDEX_MASK);
+            assert_eq!(h.index(), first.index());
             assert_ne!(h, first);
         }
         t.free(h).unwrap();
@@ -152,10 +152,10 @@ mod core {
     fn bad_handles_are_refused_and_change_nothing() {
         let t = table();
         let h = t.alloc(EP, 3).unwrap();
-        for bad in [0, INVALID_HANDLE, LAST_INDEX, 1 << 24, h ^ (1 << 24), (h & INDEX_MASK) + 4095] {
-            assert_eq!(t.get(bad), 0, "{bad:#x}");
-            assert_eq!(t.free(bad), Err(Error::InvalidHandle), "{bad:#x}");
-            assert_eq!(t.set(bad, EP), Err(Error::InvalidHandle), "{bad:#x}");
+        for bad in [0, INVALID_HANDLE, LAST_INDEX, 1 << 24, h.raw() ^ (1 << 24), h.index() + 4095].map(Handle::from_raw) {
+            assert_eq!(t.get(bad), 0, "{bad}");
+            assert_eq!(t.free(bad), Err(Error::InvalidHandle), "{bad}");
+            assert_eq!(t.set(bad, EP), Err(Error::InvalidHandle), "{bad}");
         }
         assert_eq!(t.get(h), EP);
         assert_eq!(t.stats().live, 1);
@@ -171,6 +171,7 @@ mod core {
         let mut x: u32 = 0;
         for _ in 0..2_000_000 {
             x = x.wrapping_add(0x9E37_79B1);
+            let x = Handle::from_raw(x);
             if t.get(x) != 0 {
                 seen += 1;
             }
@@ -209,7 +210,7 @@ mod core {
         assert_eq!(t.get(a), 0x1000);
         // Many natives force the map to grow; all stay the same.
         let addr = |i: u64| 0x100_0000 + (i << 12);
-        let hs: Vec<u32> = (1..5000u64).map(|i| t.native_handle(addr(i)).unwrap()).collect();
+        let hs: Vec<Handle> = (1..5000u64).map(|i| t.native_handle(addr(i)).unwrap()).collect();
         for (i, &h) in (1..5000u64).zip(&hs) {
             assert_eq!(t.native_handle(addr(i)).unwrap(), h);
             assert_eq!(t.get(h), addr(i));
@@ -223,11 +224,11 @@ mod core {
     fn sweep_releases_only_empty_segments_and_keeps_generations() {
         let t = table();
         let per = ENTRIES_PER_SEGMENT as usize;
-        let hs: Vec<u32> = (0..4 * per).map(|i| t.alloc(EP + i as u64 * 16, 0).unwrap()).collect();
+        let hs: Vec<Handle> = (0..4 * per).map(|i| t.alloc(EP + i as u64 * 16, 0).unwrap()).collect();
         assert_eq!(t.stats().committed_segments, 5, "segment 0 holds one entry fewer");
         assert_eq!(t.sweep(0), 0, "nothing free");
         // Free segments 1 and 2 completely, every other entry of the rest.
-        let seg = |h: u32| (h & INDEX_MASK) >> SEGMENT_SHIFT;
+        let seg = |h: Handle| h.index() >> SEGMENT_SHIFT;
         let mut kept = Vec::new();
         for (i, &h) in hs.iter().enumerate() {
             if seg(h) == 1 || seg(h) == 2 || i % 2 == 0 {
@@ -256,7 +257,7 @@ mod core {
         }
         // Recommitting a released segment keeps generations: no stale
         // handle answers for a new allocation.
-        let again: Vec<u32> = (0..3 * per).map(|_| t.alloc(EP, 0).unwrap()).collect();
+        let again: Vec<Handle> = (0..3 * per).map(|_| t.alloc(EP, 0).unwrap()).collect();
         for h in &again {
             assert!(!hs.contains(h));
         }
@@ -265,14 +266,14 @@ mod core {
     #[test]
     fn sweep_threshold_below_a_segment_counts_as_one() {
         let t = table();
-        let hs: Vec<u32> = (0..10).map(|_| t.alloc(EP, 0).unwrap()).collect();
+        let hs: Vec<Handle> = (0..10).map(|_| t.alloc(EP, 0).unwrap()).collect();
         for h in hs {
             t.free(h).unwrap();
         }
         // 4095 free entries in segment 0: less than one segment's worth.
         assert_eq!(t.sweep(0), 0);
         assert_eq!(t.sweep(1), 0);
-        let s: Vec<u32> = (0..ENTRIES_PER_SEGMENT * 2).map(|_| t.alloc(EP, 0).unwrap()).collect();
+        let s: Vec<Handle> = (0..ENTRIES_PER_SEGMENT * 2).map(|_| t.alloc(EP, 0).unwrap()).collect();
         for h in s {
             t.free(h).unwrap();
         }
@@ -342,7 +343,7 @@ mod core {
     fn stats_count_live_free_and_native() {
         let t = table();
         assert_eq!(t.stats().committed_segments, 0);
-        let hs: Vec<u32> = (0..100).map(|_| t.alloc(EP, 0).unwrap()).collect();
+        let hs: Vec<Handle> = (0..100).map(|_| t.alloc(EP, 0).unwrap()).collect();
         t.native_handle(0x4000).unwrap();
         for h in &hs[..40] {
             t.free(*h).unwrap();
