@@ -92,6 +92,22 @@ cmake_static_no_as_needed() {
   ! readelf -d "$out/cmake-nan/consumer_static" | grep -q 'NEEDED.*libwcpt' &&
   "$out/cmake-nan/consumer_static"
 }
+src=$(cd "$here/../.." && pwd)
+cmake_build_tree() {
+  # find_package(wcpt) with CMAKE_PREFIX_PATH at a clone after make, no install.
+  cmake -S "$here/cmake" -B "$out/cmake-tree" -DCMAKE_PREFIX_PATH="$src" &&
+  cmake --build "$out/cmake-tree" &&
+  "$out/cmake-tree/consumer_shared" && "$out/cmake-tree/consumer_static" &&
+  cmake_configure "${VERSION%.*}" "$src"
+}
+cmake_subproject() { # $1: add_subdirectory or FetchContent (a local SOURCE_DIR)
+  cmake -S "$here/cmake-subdir" -B "$out/cmake-$1" -DWCPT_SOURCE="$src" -DWCPT_HOW="$1" &&
+  cmake --build "$out/cmake-$1" -j2 &&
+  "$out/cmake-$1/consumer_shared" && "$out/cmake-$1/consumer_static" &&
+  ! readelf -d "$out/cmake-$1/consumer_static" | grep -q 'NEEDED.*libwcpt'
+}
+cmake_add_subdirectory() { cmake_subproject add_subdirectory; }
+cmake_fetchcontent() { cmake_subproject FetchContent; }
 cmake_find_package() {
   # CMake finds lib/ and lib/<multiarch>/ under a prefix by itself; lib64
   # only where the platform uses it (not Debian), so there by wcpt_DIR.
@@ -158,6 +174,9 @@ if command -v cmake >/dev/null; then
   try "CMake find_package from a project with no languages" cmake_no_languages
   try "CMake version ranges" cmake_version_range
   try "CMake: a missing library fails at configure time" cmake_missing_library
+  try "CMake find_package from a build tree (CMAKE_PREFIX_PATH at a clone after make)" cmake_build_tree
+  try "CMake add_subdirectory(wcpt)" cmake_add_subdirectory
+  try "CMake FetchContent (local SOURCE_DIR)" cmake_fetchcontent
 else
   bad "CMake consumer: cmake is not installed (.ci/run installs it)"
 fi
