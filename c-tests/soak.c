@@ -59,7 +59,7 @@ static void *worker(void *arg) {
       ring[i] = 0;
     } else {
       eps[i] = ((uintptr_t)(id + 1) << 40) | (uintptr_t)(rnd(&s) & 0xFFFFFFF0u);
-      sigs[i] = rnd(&s);
+      sigs[i] = rnd(&s) & ((UINT64_C(1) << WCPT_SIGNATURE_BITS) - 1); /* 56-bit signatures */
       ring[i] = wcpt_alloc(eps[i], sigs[i]);
       if (ring[i] == WCPT_INVALID_HANDLE) {
         ANOMALY("t%d: alloc failed: %s\n", id, wcpt_status_str(wcpt_last_error()));
