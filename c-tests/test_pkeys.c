@@ -424,6 +424,15 @@ static void test_pkru_write_counts(void) {
   COUNT("wcpt_set_many (n = 1000)", wcpt_set_many(many, eps, N), 2);
   CHECK_EQ(WRITES(wcpt_set_many(many, eps, N)), 2); /* exactly one window */
   CHECK_EQ(WRITES(wcpt_alloc(0x8a00, 3)), 2);
+  /* A sweep opens one window, and only when it releases something. */
+  COUNT("wcpt_sweep (nothing to release)", wcpt_sweep((size_t)-1), 0);
+  enum { SEG = 3 * 4096 };
+  static wcpt_handle seg[SEG];
+  for (int i = 0; i < SEG; i++) seg[i] = wcpt_alloc(ep(i), 4);
+  for (int i = 0; i < SEG; i++) wcpt_free(seg[i]);
+  size_t released = 0;
+  COUNT("wcpt_sweep (releasing)", released = wcpt_sweep(0), 2);
+  CHECK(released > 0);
   /* From no access, a lookup repairs with one write. */
   no_access();
   COUNT("wcpt_get (from no access)", wcpt_get(h), 1);
