@@ -10,6 +10,8 @@
 
 void test_api_dummy_native(void);
 void test_api_dummy_native(void) {}
+void test_api_typed_native(void);
+void test_api_typed_native(void) {}
 #define NON_CANONICAL ((uintptr_t)1 << 47)
 
 static void test_init_is_idempotent(void) {
@@ -110,6 +112,40 @@ static void test_native_handles(void) {
   CHECK_EQ(wcpt_last_error(), WCPT_ERR_INVALID_ARGUMENT);
   CHECK_EQ(wcpt_native_handle(NON_CANONICAL), WCPT_INVALID_HANDLE);
   CHECK_EQ(wcpt_last_error(), WCPT_ERR_INVALID_ARGUMENT);
+}
+
+/* Typed native handles: one per (address, signature) pair; calls through
+ * them are type-checked by the header's sequence like allocated handles. */
+static void test_typed_native_handles(void) {
+  uintptr_t f = (uintptr_t)&test_api_typed_native;
+  const void *base = wcpt_table_base();
+  struct wcpt_stats before, after;
+  CHECK_EQ(wcpt_stats(&before), WCPT_OK);
+  wcpt_handle a = wcpt_native_handle_typed(f, 7);
+  wcpt_handle b = wcpt_native_handle_typed(f, 8);
+  CHECK(a != WCPT_INVALID_HANDLE && b != WCPT_INVALID_HANDLE && a != b);
+  CHECK_EQ(wcpt_native_handle_typed(f, 7), a);
+  CHECK_EQ(wcpt_native_handle_typed(f, 8), b);
+  CHECK_EQ(wcpt_native_handle_typed(f, WCPT_NATIVE_SIGNATURE), wcpt_native_handle(f));
+  CHECK(wcpt_native_handle(f) != a && wcpt_native_handle(f) != b);
+  CHECK_EQ(wcpt_call_target(base, a, 7), f);
+  CHECK_EQ(wcpt_call_target(base, a, 8), 0);
+  CHECK_EQ(wcpt_call_target(base, b, 8), f);
+  CHECK_EQ(wcpt_call_target(base, b, 7), 0);
+  CHECK_EQ(wcpt_get_checked(a, 7), f);
+  CHECK_EQ(wcpt_get_checked(a, WCPT_NATIVE_SIGNATURE), 0);
+  CHECK_EQ(wcpt_free(a), WCPT_ERR_NATIVE_HANDLE);
+  CHECK_EQ(wcpt_set(b, EP), WCPT_ERR_NATIVE_HANDLE);
+  CHECK_EQ(wcpt_call_target(base, a, 7), f);
+  CHECK_EQ(wcpt_native_handle_typed(f, (uint64_t)1 << WCPT_SIGNATURE_BITS), WCPT_INVALID_HANDLE);
+  CHECK_EQ(wcpt_last_error(), WCPT_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(wcpt_native_handle_typed(0, 7), WCPT_INVALID_HANDLE);
+  CHECK_EQ(wcpt_last_error(), WCPT_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(wcpt_native_handle_typed(NON_CANONICAL, 7), WCPT_INVALID_HANDLE);
+  CHECK_EQ(wcpt_last_error(), WCPT_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(wcpt_stats(&after), WCPT_OK);
+  CHECK_EQ(after.native, before.native + 3); /* a, b and wcpt_native_handle(f) */
+  CHECK_EQ(after.live, before.live);
 }
 
 static void test_invalid_arguments(void) {
@@ -262,6 +298,7 @@ int main(void) {
   RUN(test_invalid_handles);
   RUN(test_double_free_and_stale_handles);
   RUN(test_native_handles);
+  RUN(test_typed_native_handles);
   RUN(test_invalid_arguments);
   RUN(test_entrypoint_zero_is_a_placeholder);
   RUN(test_set_many);

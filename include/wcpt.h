@@ -332,6 +332,24 @@ wcpt_status wcpt_set_many(const wcpt_handle *handles, const uintptr_t *entrypoin
 wcpt_handle wcpt_native_handle(uintptr_t address);
 
 /**
+ * The handle of the native (host) function at `address` with `signature`:
+ * one stable handle per (address, signature) pair, the same every time and
+ * from any thread. A call through it is checked like a call through an
+ * allocated handle (`wcpt_call_target(base, h, signature)` gives `address`,
+ * another signature gives 0), so host functions placed in an engine's tables
+ * are type-checked too. The same address with another signature has another
+ * handle; with `WCPT_NATIVE_SIGNATURE` it is `wcpt_native_handle(address)`.
+ * The handle lives until `wcpt_teardown` and cannot be freed or set. Lookups
+ * of known pairs take no lock.
+ *
+ * Returns `WCPT_INVALID_HANDLE` on failure; then `wcpt_last_error()` says
+ * why: `WCPT_ERR_INVALID_ARGUMENT` (address 0 or non-canonical, or a
+ * signature wider than `WCPT_SIGNATURE_BITS`), `WCPT_ERR_CAPACITY` or
+ * `WCPT_ERR_OUT_OF_MEMORY`. Code regions are not checked.
+ */
+wcpt_handle wcpt_native_handle_typed(uintptr_t address, uint64_t signature);
+
+/**
  * Gives every segment whose entries are all free back to the OS, if at
  * least `threshold` entries are free (a threshold below
  * `WCPT_ENTRIES_PER_SEGMENT` counts as `WCPT_ENTRIES_PER_SEGMENT`).

@@ -1,6 +1,7 @@
-//! Native (host) function handles: one stable handle per address.
+//! Native (host) function handles: one stable handle per (address,
+//! signature) pair.
 //!
-//! A read-mostly open-addressing hash map from address to handle. Lookups of
+//! A read-mostly open-addressing hash map from the pair to its handle. Lookups of
 //! known addresses are lock-free (two loads per probe); only the creation of a
 //! new handle takes the map's mutex. When the map grows, the old array stays
 //! alive (readers may still be probing it) until the map is dropped; arrays
@@ -16,17 +17,27 @@ use crate::memory::MappedArray;
 use crate::protect::Window;
 use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering::*};
 
-/// One slot: the address (0 when empty) and its handle.
+/// One slot: the address (0 when empty), its signature and its handle.
+/// The address is written last (Release), so a reader that sees it sees the
+/// other two; a filled slot never changes.
 struct Slot {
     key: AtomicU64,
+    signature: AtomicU64,
     handle: AtomicU64,
 }
 
-// SAFETY: two atomic integers; all-zero is an empty slot.
+// SAFETY: three atomic integers; all-zero is an empty slot.
 unsafe impl crate::memory::Zeroed for Slot {
     fn zeroed() -> Self {
-        Slot { key: AtomicU64::new(0), handle: AtomicU64::new(0) }
+        Slot { key: AtomicU64::new(0), signature: AtomicU64::new(0), handle: AtomicU64::new(0) }
     }
+}
+
+/// What the map is keyed by: a nonzero address and a signature.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Key {
+    pub address: u64,
+    pub signature: u64,
 }
 
 /// A view of one array: its slots and `len - 1` as the probe mask.
@@ -40,19 +51,20 @@ impl Slots<'_> {
     }
 
     #[inline]
-    fn start(self, key: u64) -> usize {
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & self.mask()
+    fn start(self, key: Key) -> usize {
+        let mixed = (key.address ^ key.signature.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (mixed >> 32) as usize & self.mask()
     }
 
     #[inline]
-    fn find(self, key: u64) -> Option<u32> {
+    fn find(self, key: Key) -> Option<u32> {
         let mut i = self.start(key);
         // At most len probes: a corrupted (full) array cannot loop forever.
         for _ in 0..self.0.len() {
             // Acquire: pairs with the Release store of the key in `put`, so
-            // the handle stored before it is visible.
+            // the signature and handle stored before it are visible.
             let k = self.0[i].key.load(Acquire);
-            if k == key {
+            if k == key.address && self.0[i].signature.load(Relaxed) == key.signature {
                 return Some(self.0[i].handle.load(Relaxed) as u32);
             }
             if k == 0 {
@@ -65,13 +77,14 @@ impl Slots<'_> {
 
     /// Inserts a key known to be absent. Only under the map's mutex, in a
     /// write window, with a free slot (the load factor stays at most 1/2).
-    fn put(self, key: u64, handle: u32, _w: &Window) {
+    fn put(self, key: Key, handle: u32, _w: &Window) {
         let mut i = self.start(key);
         while self.0[i].key.load(Relaxed) != 0 {
             i = (i + 1) & self.mask();
         }
         self.0[i].handle.store(u64::from(handle), Relaxed);
-        self.0[i].key.store(key, Release);
+        self.0[i].signature.store(key.signature, Relaxed);
+        self.0[i].key.store(key.address, Release);
     }
 }
 
@@ -132,29 +145,29 @@ impl NativeMap {
         }
     }
 
-    /// The handle of a known address, without taking any lock. The caller
-    /// has read access to protected memory.
+    /// The handle of a known pair, without taking any lock. The caller has
+    /// read access to protected memory.
     #[inline]
-    pub(crate) fn get(&self, address: u64) -> Option<u32> {
-        self.slots().find(address)
+    pub(crate) fn get(&self, key: Key) -> Option<u32> {
+        self.slots().find(key)
     }
 
-    /// The handle of `address`, created by `create` under the writer lock if
-    /// it is not known yet. Concurrent callers for one address get one handle.
+    /// The handle of `key`, created by `create` under the writer lock if it
+    /// is not known yet. Concurrent callers for one pair get one handle.
     /// `create` runs in the map's write window. If the map must grow, the
     /// bigger array is made first, so a refusal (`OutOfMemory`) leaves the
     /// table and the map as they were.
     pub(crate) fn get_or_create(
         &self,
-        address: u64,
+        key: Key,
         create: impl FnOnce(&Window) -> Result<u32, Error>,
     ) -> Result<u32, Error> {
-        if let Some(h) = self.get(address) {
+        if let Some(h) = self.get(key) {
             return Ok(h);
         }
         let mut arrays = self.writer.lock();
         let slots = self.slots();
-        if let Some(h) = slots.find(address) {
+        if let Some(h) = slots.find(key) {
             return Ok(h);
         }
         let n = self.len.load(Relaxed) + 1;
@@ -172,12 +185,13 @@ impl NativeMap {
             Some(bigger) => {
                 let view = slots_of(&bigger);
                 for slot in slots.0 {
-                    let k = slot.key.load(Relaxed);
-                    if k != 0 {
-                        view.put(k, slot.handle.load(Relaxed) as u32, &w);
+                    let address = slot.key.load(Relaxed);
+                    if address != 0 {
+                        let old = Key { address, signature: slot.signature.load(Relaxed) };
+                        view.put(old, slot.handle.load(Relaxed) as u32, &w);
                     }
                 }
-                view.put(address, handle, &w);
+                view.put(key, handle, &w);
                 // Release: the copied slots are visible to whoever sees the
                 // new array.
                 self.current.store(bigger.as_ptr().cast_mut(), Release);
@@ -185,7 +199,7 @@ impl NativeMap {
                 arrays.all[i] = Some(bigger);
                 arrays.count += 1;
             }
-            None => slots.put(address, handle, &w),
+            None => slots.put(key, handle, &w),
         }
         self.len.store(n, Relaxed);
         Ok(handle)

@@ -15,7 +15,7 @@
 use crate::freelist::{segment_capacity, Freelists};
 use crate::handle::*;
 use crate::memory::{Entry, Memory, MappedArray};
-use crate::native::NativeMap;
+use crate::native::{Key, NativeMap};
 use crate::protect::{self, Window};
 use crate::regions::CodeRegions;
 use crate::sync::{
@@ -581,17 +581,27 @@ impl Table {
 
     /// The one handle of a native (host) function, created on first use.
     /// Native handles cannot be freed or set and live as long as the table.
+    /// The same as [`Table::native_handle_typed`] with [`NATIVE_SIGNATURE`].
     pub fn native_handle(&self, address: u64) -> Result<Handle, Error> {
-        if address == 0 || !is_user_address(address) {
+        self.native_handle_typed(address, NATIVE_SIGNATURE)
+    }
+
+    /// The one handle of the pair (`address`, `signature`), created on first
+    /// use: a call through it checks `signature` like a call through an
+    /// allocated handle. The same pair always gives the same handle; the
+    /// same address with another signature gives another handle. Native
+    /// handles cannot be freed or set and live as long as the table.
+    pub fn native_handle_typed(&self, address: u64, signature: u64) -> Result<Handle, Error> {
+        if address == 0 || !is_user_address(address) || signature > SIGNATURE_MASK {
             return Err(Error::InvalidArgument);
         }
         // The map is protected memory: lookups need read access, and
         // creating a handle runs inside the map's one write window.
         protect::ensure_read();
         self.natives
-            .get_or_create(address, |w| {
+            .get_or_create(Key { address, signature }, |w| {
                 let index = self.take(w)?;
-                Ok(self.publish(index, address, NATIVE_SIGNATURE, Meta::NATIVE, w))
+                Ok(self.publish(index, address, signature, Meta::NATIVE, w))
             })
             .map(Handle::from_raw)
     }

@@ -153,6 +153,23 @@ fn native_creation_racing_lookup_gives_one_handle() {
 }
 
 #[test]
+fn typed_natives_of_one_address_racing_get_one_handle_per_signature() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        let t2 = t.clone();
+        let th = thread::spawn(move || (t2.native_handle_typed(0x7000, 1).unwrap(), t2.native_handle_typed(0x7000, 2).unwrap()));
+        let mine = t.native_handle_typed(0x7000, 2).unwrap();
+        let (one, two) = th.join().unwrap();
+        assert_eq!(mine, two);
+        assert_ne!(one, two);
+        assert_eq!(t.call_target(one, 1), 0x7000);
+        assert_eq!(t.call_target(two, 2), 0x7000);
+        assert_eq!(t.call_target(one, 2), 0);
+        assert_eq!(t.stats().native, 2);
+    });
+}
+
+#[test]
 fn set_racing_free_keeps_the_freelist_intact() {
     model(|| {
         let t = Arc::new(Table::new().unwrap());

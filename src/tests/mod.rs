@@ -221,6 +221,35 @@ mod core {
     }
 
     #[test]
+    fn typed_native_handles_are_one_per_pair_and_checked() {
+        let t = table();
+        let a = t.native_handle_typed(0x1000, 7).unwrap();
+        let b = t.native_handle_typed(0x1000, 8).unwrap();
+        let c = t.native_handle(0x1000).unwrap();
+        assert!(a != b && a != c && b != c);
+        assert_eq!(t.native_handle_typed(0x1000, 7).unwrap(), a);
+        assert_eq!(t.native_handle_typed(0x1000, NATIVE_SIGNATURE).unwrap(), c);
+        assert_eq!(t.call_target(a, 7), 0x1000);
+        assert_eq!(t.call_target(a, 8), 0);
+        assert_eq!(t.call_target(b, 8), 0x1000);
+        assert_eq!(t.free(b), Err(Error::NativeHandle));
+        assert_eq!(t.native_handle_typed(0x1000, SIGNATURE_MASK + 1), Err(Error::InvalidArgument));
+        assert_eq!(t.native_handle_typed(0, 7), Err(Error::InvalidArgument));
+        // Many pairs over few addresses force the map to grow; all stay.
+        let pairs: Vec<(u64, u64, Handle)> = (0..3000u64)
+            .map(|i| {
+                let (addr, sig) = (0x2000 + (i % 7) * 16, i);
+                (addr, sig, t.native_handle_typed(addr, sig).unwrap())
+            })
+            .collect();
+        for &(addr, sig, h) in &pairs {
+            assert_eq!(t.native_handle_typed(addr, sig).unwrap(), h);
+            assert_eq!(t.call_target(h, sig), addr);
+        }
+        assert_eq!(t.stats().native, 3003);
+    }
+
+    #[test]
     fn sweep_releases_only_empty_segments_and_keeps_generations() {
         let t = table();
         let per = ENTRIES_PER_SEGMENT as usize;
