@@ -8,6 +8,8 @@
 #   make fuzz    differential fuzzing with cargo-fuzz (nightly), FUZZ_SECONDS=120
 #   make soak    a bounded soak run on all cores, SOAK_SECONDS=120
 #   make bench   wcpt against a V8 model, sharded-slab and the floor; writes BENCHMARKS.md
+#   make check-wasm2c  WABT's wasm2c spec suite on wcpt (integrations/wasm2c; needs wabt)
+#   make bench-wasm2c  call_indirect through wcpt against stock wasm2c
 #   make header  regenerate include/wcpt.h with the cbindgen command line
 #   make install PREFIX=/usr/local DESTDIR=    (and make uninstall)
 #   make clean
@@ -50,7 +52,7 @@ INSTALLED   := $(LIBDIR)/libwcpt.so.$(VERSION) $(LIBDIR)/libwcpt.so.$(SOVER) $(L
                $(LIBDIR)/libwcpt.a $(INCLUDEDIR)/wcpt.h $(LIBDIR)/pkgconfig/wcpt.pc $(LIBDIR)/pkgconfig/wcpt-static.pc \
                $(LIBDIR)/cmake/wcpt/wcptConfig.cmake $(LIBDIR)/cmake/wcpt/wcptConfigVersion.cmake
 
-.PHONY: all lib header check check-pkeys c-tests demo loom sanitize fuzz soak install uninstall install-check bench clean
+.PHONY: all lib header check check-pkeys check-wasm2c c-tests demo loom sanitize fuzz soak install uninstall install-check bench bench-wasm2c clean
 
 all: lib
 
@@ -215,6 +217,8 @@ bench:
 	  else \
 	    echo "- perf stat (wcpt pairs):"; BENCH_ONLY=profile-wcpt perf stat -e cycles,instructions $(BENCH_BIN) --bench 2>&1 | grep -E "cycles|instructions" | sed 's/^/  /'; \
 	  fi; } | tee -a BENCHMARKS.md
+	@if [ -x "$(WASM2C_BIN)" ] && [ -f $(WASM2C_RT)/wasm-rt.h ]; then $(MAKE) --no-print-directory bench-wasm2c BENCH_APPEND=1; \
+	  else { echo; echo "## wasm2c"; echo; echo "- not measured: wabt is not installed (apt-get install wabt)"; } | tee -a BENCHMARKS.md; fi
 
 SOAK_SECONDS ?= 120
 
@@ -295,3 +299,78 @@ install-check: lib
 clean:
 	rm -rf $(BUILD)
 	$(CARGO) clean
+
+# ---- wasm2c on wcpt (integrations/wasm2c) ---------------------------------
+# WABT's wasm2c (Debian's wabt 1.0.32) with funcrefs rewritten to hold wcpt
+# handles, checked with WABT's own spec runner over ../shared/wasm2c-spec.
+WASM2C_BIN  ?= $(shell command -v wasm2c)
+WAST2JSON   ?= $(shell command -v wast2json)
+WAT2WASM    ?= $(shell command -v wat2wasm)
+WASM2C_RT   ?= /usr/src/wasm2c
+SPEC_DIR    ?= $(CURDIR)/../shared/wasm2c-spec
+W2C         := $(BUILD)/wasm2c
+# Stock wasm2c needs these two with gcc 12 (memory_init, names); the same here.
+W2C_CFLAGS  := --cflags=-Wno-array-bounds --cflags=-Wno-bidi-chars
+W2C_SRC     := integrations/wasm2c/wcpt-wasm2c.py $(wildcard integrations/wasm2c/runtime/*)
+
+# The runtime (WABT's, patched at build time: nothing of WABT is committed)
+# and a bin folder for the runner: wasm2c (the real one, then the rewrite),
+# wast2json, and a cc that adds wcpt's header and library.
+$(W2C)/ready: $(W2C_SRC) $(SO) $(OUT)/libwcpt.so.$(SOVER) Makefile
+	@test -x "$(WASM2C_BIN)" && test -f $(WASM2C_RT)/wasm-rt.h || \
+	  { echo "wasm2c 1.0.32 and its runtime are needed: apt-get install wabt" >&2; exit 1; }
+	@rm -rf $(W2C)/rt $(W2C)/bin && mkdir -p $(W2C)/bin
+	python3 integrations/wasm2c/wcpt-wasm2c.py runtime $(WASM2C_RT) integrations/wasm2c/runtime $(W2C)/rt
+	@printf '#!/bin/sh\nexec python3 %s wasm2c %s "$$@"\n' "$(CURDIR)/integrations/wasm2c/wcpt-wasm2c.py" "$(WASM2C_BIN)" > $(W2C)/bin/wasm2c
+	@ln -sf "$(WAST2JSON)" $(W2C)/bin/wast2json
+	@printf '#!/bin/sh\n# cc with wcpt: its header always, libwcpt.so when linking.\nfor a; do [ "$$a" = -c ] && exec %s -I%s "$$@"; done\nexec %s -I%s "$$@" -L%s -Wl,-rpath,%s -lwcpt -lpthread\n' \
+	  "$(CC)" "$(CURDIR)/include" "$(CC)" "$(CURDIR)/include" "$(CURDIR)/$(OUT)" "$(CURDIR)/$(OUT)" > $(W2C)/bin/cc
+	@chmod +x $(W2C)/bin/wasm2c $(W2C)/bin/cc
+	@touch $@
+
+W2C_SPEC = python3 integrations/wasm2c/spec.py --spec-dir $(SPEC_DIR) --bindir $(CURDIR)/$(W2C)/bin \
+	  --wasmrt-dir $(CURDIR)/$(W2C)/rt --cc $(CURDIR)/$(W2C)/bin/cc $(W2C_CFLAGS)
+
+# The module for the integration's own tests and benchmark.
+$(W2C)/funcs.wasm: integrations/wasm2c/tests/funcs.wat
+	@mkdir -p $(W2C)
+	$(WAT2WASM) $< -o $@
+
+# What the runner compiles with, for the programs built here too.
+W2C_CC_FLAGS := -O2 -Wall -Werror -Wno-unused -fno-optimize-sibling-calls -frounding-math -fsignaling-nans \
+	  -std=gnu99 -D_DEFAULT_SOURCE
+
+# $(call w2c_build,OUT_DIR,WASM2C,RUNTIME_DIR,CC,MAIN.c,EXE)
+define w2c_build
+	@mkdir -p $(1)
+	$(2) $(W2C)/funcs.wasm -n funcs -o $(1)/funcs.c
+	$(4) $(W2C_CC_FLAGS) -I$(3) -I$(1) -c $(1)/funcs.c -o $(1)/funcs.o
+	$(4) $(W2C_CC_FLAGS) -I$(3) -c $(3)/wasm-rt-impl.c -o $(1)/wasm-rt-impl.o
+	$(4) $(W2C_CC_FLAGS) -I$(3) -I$(1) -c $(5) -o $(1)/main.o
+	$(4) $(1)/funcs.o $(1)/wasm-rt-impl.o $(1)/main.o -o $(6) -lm
+endef
+
+# make check-wasm2c: WABT's 106 spec tests on wcpt, the negative control
+# (no signature check: call_indirect must fail), the integration's own
+# tests and the rewriter's refusals.
+check-wasm2c: $(W2C)/ready $(W2C)/funcs.wasm
+	@echo "== wasm2c spec suite on wcpt (WABT's runner, $(SPEC_DIR))"
+	@rm -rf $(W2C)/spec && $(W2C_SPEC) --out-dir $(CURDIR)/$(W2C)/spec | tee $(W2C)/spec.log; \
+	  grep -q "^wasm2c spec: 106 passed, 0 failed$$" $(W2C)/spec.log
+	@echo "== negative control: call_indirect with the signature check compiled out must fail"
+	@rm -rf $(W2C)/negative && if $(W2C_SPEC) --out-dir $(CURDIR)/$(W2C)/negative \
+	  --cflags=-DWASM_RT_WCPT_UNCHECKED_SIGNATURE --label "negative control" call_indirect; then \
+	  echo "negative control: call_indirect passed without the signature check" >&2; exit 1; \
+	  else echo "negative control: failed as it must"; fi
+	@echo "== integration tests"
+	$(call w2c_build,$(W2C)/test,$(W2C)/bin/wasm2c,$(W2C)/rt,$(W2C)/bin/cc,integrations/wasm2c/tests/test_wasm2c.c,$(W2C)/test/test_wasm2c)
+	$(W2C)/test/test_wasm2c
+	integrations/wasm2c/tests/rewriter.sh integrations/wasm2c/wcpt-wasm2c.py $(WASM2C_BIN) $(W2C)/funcs.wasm $(W2C)/rewriter
+
+# make bench-wasm2c: the call_indirect loop, stock wasm2c against wasm2c on
+# wcpt, alternating runs; appends its section to BENCHMARKS.md when
+# BENCH_APPEND=1 (make bench does).
+bench-wasm2c: $(W2C)/ready $(W2C)/funcs.wasm
+	$(call w2c_build,$(W2C)/bench-stock,$(WASM2C_BIN),$(WASM2C_RT),$(CC),integrations/wasm2c/bench/bench_w2c.c,$(W2C)/bench-stock/bench)
+	$(call w2c_build,$(W2C)/bench-wcpt,$(W2C)/bin/wasm2c,$(W2C)/rt,$(W2C)/bin/cc,integrations/wasm2c/bench/bench_w2c.c,$(W2C)/bench-wcpt/bench)
+	@integrations/wasm2c/bench/compare.sh $(W2C)/bench-stock/bench $(W2C)/bench-wcpt/bench $(if $(BENCH_APPEND),BENCHMARKS.md)

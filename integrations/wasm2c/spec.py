@@ -40,7 +40,7 @@ def parse(txt_path):
 
 def run_one(opts, txt_path):
     stdin_file, args, expected = parse(txt_path)
-    name = os.path.relpath(txt_path, os.path.join(opts.spec_dir, "test", "wasm2c", "spec"))
+    name = os.path.relpath(txt_path, os.path.join(opts.spec_dir, "test", "wasm2c", "spec"))[:-len(".txt")]
     out_dir = tempfile.mkdtemp(prefix="spec-", dir=opts.out_dir)
     cmd = [sys.executable, os.path.join(opts.spec_dir, "test", "run-spec-wasm2c.py"),
            "--bindir", opts.bindir, "--wasmrt-dir", opts.wasmrt_dir, "--cc", opts.cc,
