@@ -30,7 +30,7 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CWARN       := -Wall -Wextra -pedantic -Werror
 CFLAGS      ?= -O2 -g
 CFLAGS_ALL  := -std=c11 -D_GNU_SOURCE $(CWARN) $(CFLAGS) -Iinclude -Ic-tests -pthread
-C_TESTS     := test_api test_call test_bad_input test_threads test_lifecycle test_sweep_rss test_fork test_limits test_protect test_oom
+C_TESTS     := test_api test_call test_bad_input test_threads test_lifecycle test_sweep_rss test_fork test_limits test_protect test_oom test_alias
 LOG         := $(BUILD)/check.log
 LOOM_PREEMPTIONS ?= 2
 RUST_SRC    := $(wildcard src/*.rs src/*/*.rs) build.rs cbindgen.toml Cargo.toml
@@ -157,6 +157,7 @@ check-pkeys: c-tests $(BUILD)/shared/test_pkeys $(BUILD)/minijit
 	@c-tests/pkeys/vm.sh $(PKEYS_DIR) \
 	  'test_pkeys WCPT_PKEYS_LOOPS=$(PKEYS_LOOPS) -- $(BUILD)/shared/test_pkeys' \
 	  'test_protect -- $(BUILD)/shared/test_protect' \
+	  'test_alias -- $(BUILD)/shared/test_alias' \
 	  'test_dlopen -- $(BUILD)/shared/test_dlopen $(SO)' \
 	  'minijit -- $(BUILD)/minijit' \
 	  $(foreach t,$(PKEYS_QUICK),'$(t) WCPT_TEST_QUICK=1 -- $(BUILD)/shared/$(t)') || true
@@ -175,8 +176,8 @@ $(BUILD)/asan-static/%: c-tests/%.c c-tests/check.h include/wcpt.h $(A)
 	$(CC) $(CFLAGS_ALL) $(SAN_FLAGS) $< -o $@ $(A) $(STATIC_LIBS)
 
 # The C tests under AddressSanitizer + UndefinedBehaviorSanitizer (C side),
-# against the .so and the .a, then under valgrind memcheck (protection off;
-# valgrind has no pkeys anyway) in quick mode.
+# against the .so and the .a, then under valgrind memcheck in quick mode
+# (valgrind refuses pkey_alloc, so the table runs in the alias mode there).
 sanitize: lib c-tests $(foreach t,$(C_TESTS),$(BUILD)/asan-shared/$(t) $(BUILD)/asan-static/$(t))
 	@: > $(SAN_LOG); rm -f $(BUILD)/san-failed
 	@for t in $(C_TESTS); do for v in asan-shared asan-static; do \
@@ -185,10 +186,10 @@ sanitize: lib c-tests $(foreach t,$(C_TESTS),$(BUILD)/asan-shared/$(t) $(BUILD)/
 	  [ $${PIPESTATUS[0]} -eq 0 ] || echo "FAILED: $$v/$$t" >> $(BUILD)/san-failed; done; done
 	@for t in $(C_TESTS); do \
 	  echo "-- valgrind shared/$$t"; \
-	  { WCPT_TEST_QUICK=1 WCPT_TEST_INSTRUMENTED=1 WCPT_PROTECT=off $(VALGRIND) ./$(BUILD)/shared/$$t; } 2>&1 | tee -a $(SAN_LOG); \
+	  { WCPT_TEST_QUICK=1 WCPT_TEST_INSTRUMENTED=1 $(VALGRIND) ./$(BUILD)/shared/$$t; } 2>&1 | tee -a $(SAN_LOG); \
 	  [ $${PIPESTATUS[0]} -eq 0 ] || echo "FAILED: valgrind $$t" >> $(BUILD)/san-failed; done
 	@echo "-- valgrind shared/test_dlopen"; \
-	  { WCPT_TEST_QUICK=1 WCPT_PROTECT=off $(VALGRIND) ./$(BUILD)/shared/test_dlopen $(SO); } 2>&1 | tee -a $(SAN_LOG); \
+	  { WCPT_TEST_QUICK=1 $(VALGRIND) ./$(BUILD)/shared/test_dlopen $(SO); } 2>&1 | tee -a $(SAN_LOG); \
 	  [ $${PIPESTATUS[0]} -eq 0 ] || echo "FAILED: valgrind test_dlopen" >> $(BUILD)/san-failed
 	@c-tests/summary.sh $(SAN_LOG) $(BUILD)/san-failed
 

@@ -266,10 +266,10 @@ static void test_version_and_protection(void) {
   snprintf(expect, sizeof expect, "%d.%d.%d", WCPT_VERSION_MAJOR, WCPT_VERSION_MINOR, WCPT_VERSION_PATCH);
   CHECK(strcmp(wcpt_version(), expect) == 0);
   wcpt_protection p = wcpt_protection_mode();
-  CHECK(p == WCPT_PROTECTION_NONE || p == WCPT_PROTECTION_PKEYS);
+  CHECK(p == WCPT_PROTECTION_NONE || p == WCPT_PROTECTION_PKEYS || p == WCPT_PROTECTION_ALIAS);
   CHECK_EQ(wcpt_thread_attach(), WCPT_OK);
   wcpt_signal_enter();
-  printf("  protection: %s\n", p == WCPT_PROTECTION_PKEYS ? "pkeys" : "none");
+  printf("  protection: %s\n", p == WCPT_PROTECTION_PKEYS ? "pkeys" : p == WCPT_PROTECTION_ALIAS ? "alias" : "none");
 }
 
 static void test_random_u32_handles(void) {

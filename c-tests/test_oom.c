@@ -165,8 +165,9 @@ static void sweep_window(const char *name, site_fn site, int resource, long lo, 
 }
 
 /* The table's address space: 256 MiB of entries, 32 MiB of metadata, 16 MiB
- * of generation bytes, plus about 300 KiB of control state. */
-#define RESERVE_KIB (304L * 1024)
+ * of generation bytes, plus about 300 KiB of control state; in the alias
+ * mode, another 256 MiB for the alias of the entries. */
+#define RESERVE_KIB (304L * 1024 + (wcpt_protection_mode() == WCPT_PROTECTION_ALIAS ? 256L * 1024 : 0))
 
 static void test_init_under_limits(void) {
   sweep_window("init", site_init, RLIMIT_AS, RESERVE_KIB - 256, RESERVE_KIB + 768, 16, 1);

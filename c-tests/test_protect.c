@@ -103,7 +103,7 @@ static void test_signal_handler_reads(void) {
 int main(int argc, char **argv) {
   self_path = argv[0];
   if (argc > 1 && strcmp(argv[1], "--report-mode") == 0) return 10 + (int)wcpt_protection_mode();
-  printf("  protection mode: %s\n", wcpt_protection_mode() == WCPT_PROTECTION_PKEYS ? "pkeys" : "none");
+  printf("  protection mode: %s\n", wcpt_protection_mode() == WCPT_PROTECTION_PKEYS ? "pkeys" : wcpt_protection_mode() == WCPT_PROTECTION_ALIAS ? "alias" : "none");
   RUN(test_protect_off_reports_none);
   RUN(test_stray_write_faults);
   RUN(test_fork_child_keeps_protection);

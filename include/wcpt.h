@@ -198,13 +198,21 @@ enum wcpt_protection
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /**
-   * Unprotected: no pkeys (CPU, kernel, valgrind) or `WCPT_PROTECT=off`.
+   * Unprotected: `WCPT_PROTECT=off`, or neither pkeys nor `memfd_create`.
    */
   WCPT_PROTECTION_NONE = 0,
   /**
-   * The table is write-protected with a memory protection key.
+   * The table is write-protected with a memory protection key (the
+   * default where PKU works).
    */
   WCPT_PROTECTION_PKEYS = 1,
+  /**
+   * The table's public view (`wcpt_table_base()`) is mapped read-only and
+   * the library writes through a second mapping of the same memory at a
+   * random address; the rest of its protected state is only at random
+   * addresses. The default where pkeys are missing.
+   */
+  WCPT_PROTECTION_ALIAS = 2,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -150,10 +150,16 @@ pub struct WcptStatusArg(u32);
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum wcpt_protection {
-    /// Unprotected: no pkeys (CPU, kernel, valgrind) or `WCPT_PROTECT=off`.
+    /// Unprotected: `WCPT_PROTECT=off`, or neither pkeys nor `memfd_create`.
     WCPT_PROTECTION_NONE = 0,
-    /// The table is write-protected with a memory protection key.
+    /// The table is write-protected with a memory protection key (the
+    /// default where PKU works).
     WCPT_PROTECTION_PKEYS = 1,
+    /// The table's public view (`wcpt_table_base()`) is mapped read-only and
+    /// the library writes through a second mapping of the same memory at a
+    /// random address; the rest of its protected state is only at random
+    /// addresses. The default where pkeys are missing.
+    WCPT_PROTECTION_ALIAS = 2,
 }
 
 /// Counters of the table, filled in by `wcpt_stats`. A snapshot: exact when
@@ -569,6 +575,7 @@ pub extern "C" fn wcpt_last_error() -> wcpt_status {
 pub extern "C" fn wcpt_protection_mode() -> wcpt_protection {
     boundary(wcpt_protection::WCPT_PROTECTION_NONE, || match protect::mode() {
         protect::Mode::Pkeys => wcpt_protection::WCPT_PROTECTION_PKEYS,
+        protect::Mode::Alias => wcpt_protection::WCPT_PROTECTION_ALIAS,
         protect::Mode::None => wcpt_protection::WCPT_PROTECTION_NONE,
     })
 }

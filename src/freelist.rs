@@ -132,6 +132,17 @@ impl Freelists {
         }
     }
 
+    /// Empties `segment`'s list, open: the fork child's repair then pushes
+    /// every free entry again. For a child in the alias mode, whose entries
+    /// (and so links) were copied after the fork and may be newer than the
+    /// heads. Only for a quiescent table.
+    #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))] // used by the fork handlers (in the C ABI)
+    pub(crate) fn reset_open(&self, segment: u32, _w: &Window) {
+        let head = &self.heads[segment as usize];
+        let cur = Head(head.load(Relaxed));
+        head.store(cur.next(0, 0, false).0, Relaxed);
+    }
+
     /// Takes a free entry of `segment` and returns its index, or `None` if
     /// the segment has no free entry or is not committed.
     #[inline]

@@ -21,6 +21,29 @@
 //! native map's arrays) lives in [`MappedArray`]s: small mappings that are
 //! committed at once, tagged with the protection key like the regions above,
 //! so that a stray write cannot corrupt them either.
+//!
+//! ## The alias mode (no pkeys)
+//!
+//! Without pkeys ([`crate::protect::alias`]), the entries live in a memfd
+//! mapped twice: the public view (the table base generated code reads) is
+//! `PROT_READ` everywhere, and the library reads and writes entries through
+//! an alias mapping at a random address. A committed segment is the memfd's
+//! range mapped shared over both; an uncommitted or released one is
+//! anonymous read-only memory in both, so a read of a hole finds the zero
+//! page and allocates nothing (a read of a memfd hole would allocate a
+//! page). Commit preallocates the range (`fallocate`), so exhaustion is a
+//! status, not a `SIGBUS`; release maps anonymous memory back over both and
+//! then punches the range out of the memfd. Both mappings of committed
+//! segments are `MADV_DONTFORK`: a fork child gets holes there, and the
+//! child's fork handler ([`Memory::rebuild_after_fork`]) copies them into a
+//! new memfd mapped at the same view addresses and a new random alias, so
+//! the child never writes the parent's table. A child made without fork
+//! handlers (`_Fork`) faults on its first access instead.
+//!
+//! The metadata, generation bytes and every `MappedArray` (tagged) have no
+//! public address at all in this mode: each is an ordinary private mapping
+//! at its own random address, so only code that knows (or reads) where they
+//! are can write them.
 
 use crate::handle::{Error, ENTRIES_PER_SEGMENT, TABLE_ENTRIES};
 use crate::sync::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, CachePadded};
@@ -69,7 +92,7 @@ pub struct Entry {
 
 
 #[cfg(not(loom))]
-pub(crate) use mmap::{Memory, MappedArray};
+pub(crate) use mmap::{alias_supported, Memory, MappedArray};
 
 #[cfg(not(loom))]
 mod mmap {
@@ -77,7 +100,14 @@ mod mmap {
     use std::ptr::NonNull;
 
     pub(crate) struct Memory {
+        /// The public view: what `base()` gives generated code.
         entries: NonNull<Entry>,
+        /// Where the library reads and writes entries: the view itself, or
+        /// in the alias mode the alias (replaced in a fork child, which is
+        /// single-threaded then).
+        alias: std::sync::atomic::AtomicPtr<Entry>,
+        /// The memfd behind both, in the alias mode; -1 otherwise.
+        fd: std::sync::atomic::AtomicI32,
         meta: NonNull<AtomicU16>,
         gens: NonNull<AtomicU8>,
     }
@@ -95,14 +125,21 @@ mod mmap {
     const GEN_SEGMENT_BYTES: usize = ENTRIES_PER_SEGMENT as usize;
 
     fn reserve(len: usize) -> Result<NonNull<u8>, Error> {
-        // SAFETY: an anonymous mapping at an address of the kernel's choice
-        // touches no existing memory.
+        map_anon(std::ptr::null_mut(), len, 0)
+    }
+
+    /// A read-only anonymous mapping of `len` bytes at `at` (replacing what
+    /// is there when `extra` has `MAP_FIXED`), or where the kernel chooses.
+    fn map_anon(at: *mut u8, len: usize, extra: i32) -> Result<NonNull<u8>, Error> {
+        // SAFETY: an anonymous mapping either at an address of the kernel's
+        // choice, or (MAP_FIXED) over a range of a reservation we own, or
+        // (MAP_FIXED_NOREPLACE) where nothing is mapped.
         let p = unsafe {
             libc::mmap(
-                std::ptr::null_mut(),
+                at.cast(),
                 len,
                 libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | extra,
                 -1,
                 0,
             )
@@ -111,6 +148,86 @@ mod mmap {
             return Err(Error::OutOfMemory);
         }
         Ok(NonNull::new(p.cast()).expect("mmap never returns null on success"))
+    }
+
+    /// 64 random bits from the kernel, or None.
+    fn random_u64() -> Option<u64> {
+        let mut r = 0u64;
+        // SAFETY: getrandom writes at most 8 bytes into `r`.
+        let n = unsafe { libc::getrandom((&raw mut r).cast(), 8, libc::GRND_NONBLOCK) };
+        (n == 8).then_some(r)
+    }
+
+    /// In the alias mode, a reservation at a random page-aligned address in
+    /// [2^40, 2^46) (about 34 random bits), so that nothing else in the
+    /// process sits next to it and its address says nothing about any other;
+    /// otherwise (or if no random place is free) where the kernel chooses.
+    fn reserve_secret(len: usize) -> Result<NonNull<u8>, Error> {
+        if crate::protect::alias() {
+            const LOW: u64 = 1 << 40;
+            const HIGH: u64 = 1 << 46;
+            for _ in 0..32 {
+                let Some(r) = random_u64() else { break };
+                let at = (LOW + r % (HIGH - LOW - len as u64)) & !4095;
+                match map_anon(at as *mut u8, len, libc::MAP_FIXED_NOREPLACE) {
+                    Ok(p) if p.as_ptr() as u64 == at => return Ok(p),
+                    Ok(p) => {
+                        // A kernel without MAP_FIXED_NOREPLACE took it as a hint.
+                        // SAFETY: just mapped by us with this length.
+                        unsafe { libc::munmap(p.as_ptr().cast(), len) };
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        reserve(len)
+    }
+
+    /// Whether `memfd_create` works here (what the alias mode needs).
+    pub(crate) fn alias_supported() -> bool {
+        // SAFETY: creates and closes a file descriptor; no memory is touched.
+        unsafe {
+            let fd = libc::memfd_create(c"wcpt-probe".as_ptr(), libc::MFD_CLOEXEC);
+            if fd < 0 {
+                return false;
+            }
+            libc::close(fd);
+            true
+        }
+    }
+
+    /// A new memfd sized for every entry (sparse: no page is allocated).
+    fn new_memfd() -> Result<i32, Error> {
+        // SAFETY: creates a file descriptor and sets its size; no memory of
+        // ours is touched.
+        unsafe {
+            let fd = libc::memfd_create(c"wcpt".as_ptr(), libc::MFD_CLOEXEC);
+            if fd < 0 {
+                return Err(Error::OutOfMemory);
+            }
+            if libc::ftruncate(fd, ENTRY_BYTES as libc::off_t) != 0 {
+                libc::close(fd);
+                return Err(Error::OutOfMemory);
+            }
+            Ok(fd)
+        }
+    }
+
+    /// Maps `[off, off+len)` of `fd` shared over `at` (inside a reservation
+    /// we own), with `prot`, and keeps it out of fork children.
+    fn map_file(at: *mut u8, len: usize, prot: i32, fd: i32, off: usize) -> Result<(), Error> {
+        // SAFETY: MAP_FIXED over a range of one of our reservations, which
+        // nothing else uses; the file range exists (the memfd has the table's
+        // size).
+        let p = unsafe {
+            libc::mmap(at.cast(), len, prot, libc::MAP_SHARED | libc::MAP_FIXED, fd, off as libc::off_t)
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Error::OutOfMemory);
+        }
+        // SAFETY: advice on the range just mapped.
+        unsafe { libc::madvise(at.cast(), len, libc::MADV_DONTFORK) };
+        Ok(())
     }
 
     /// Changes the protection of `[p, p+len)`, with the table's key when
@@ -137,14 +254,41 @@ mod mmap {
     impl Memory {
         pub(crate) fn reserve() -> Result<Memory, Error> {
             let entries = reserve(ENTRY_BYTES)?;
-            let meta = reserve(META_BYTES);
-            let gens = reserve(GEN_BYTES);
-            match (meta, gens) {
-                (Ok(meta), Ok(gens)) => Ok(Memory { entries: entries.cast(), meta: meta.cast(), gens: gens.cast() }),
-                (meta, gens) => {
-                    // SAFETY: each region was just mapped with its length.
+            let mut alias = Ok(entries);
+            let mut fd = Ok(-1);
+            if crate::protect::alias() {
+                fd = new_memfd();
+                alias = reserve_secret(ENTRY_BYTES);
+                if let Ok(a) = alias {
+                    // SAFETY: advice on the reservation just made.
+                    unsafe { libc::madvise(a.as_ptr().cast(), ENTRY_BYTES, libc::MADV_DONTFORK) };
+                }
+            }
+            let meta = reserve_secret(META_BYTES);
+            let gens = reserve_secret(GEN_BYTES);
+            match (alias, fd, meta, gens) {
+                (Ok(alias), Ok(fd), Ok(meta), Ok(gens)) => Ok(Memory {
+                    entries: entries.cast(),
+                    alias: std::sync::atomic::AtomicPtr::new(alias.as_ptr().cast()),
+                    fd: std::sync::atomic::AtomicI32::new(fd),
+                    meta: meta.cast(),
+                    gens: gens.cast(),
+                }),
+                (alias, fd, meta, gens) => {
+                    // SAFETY: each region was just mapped with its length,
+                    // and the memfd just created; nothing else has them.
                     unsafe {
                         libc::munmap(entries.as_ptr().cast(), ENTRY_BYTES);
+                        if let Ok(a) = alias {
+                            if a != entries {
+                                libc::munmap(a.as_ptr().cast(), ENTRY_BYTES);
+                            }
+                        }
+                        if let Ok(f) = fd {
+                            if f >= 0 {
+                                libc::close(f);
+                            }
+                        }
                         if let Ok(m) = meta {
                             libc::munmap(m.as_ptr().cast(), META_BYTES);
                         }
@@ -157,6 +301,21 @@ mod mmap {
             }
         }
 
+        /// The memfd, in the alias mode.
+        #[inline]
+        fn memfd(&self) -> Option<i32> {
+            let fd = self.fd.load(std::sync::atomic::Ordering::Relaxed);
+            (fd >= 0).then_some(fd)
+        }
+
+        /// Where the library accesses entries (the alias, or the view).
+        #[inline(always)]
+        fn writable(&self) -> *mut Entry {
+            // Relaxed: set before the table is shared, and changed only in a
+            // fork child while it is the only thread.
+            self.alias.load(std::sync::atomic::Ordering::Relaxed)
+        }
+
         pub(crate) fn base(&self) -> *const Entry {
             self.entries.as_ptr()
         }
@@ -164,10 +323,11 @@ mod mmap {
         #[inline(always)]
         pub(crate) fn entry(&self, index: u32) -> &Entry {
             debug_assert!(index < TABLE_ENTRIES);
-            // SAFETY: the reservation covers TABLE_ENTRIES entries, is never
-            // unmapped while `self` lives and is always readable; callers pass
-            // a masked index, which is below TABLE_ENTRIES.
-            unsafe { &*self.entries.as_ptr().add(index as usize) }
+            // SAFETY: the reservation (view or alias, which mirror each
+            // other) covers TABLE_ENTRIES entries, is never unmapped while
+            // `self` lives and is always readable; callers pass a masked
+            // index, which is below TABLE_ENTRIES.
+            unsafe { &*self.writable().add(index as usize) }
         }
 
         #[inline(always)]
@@ -195,8 +355,51 @@ mod mmap {
 
         /// Makes a segment's entries writable; their pages read as zero.
         pub(crate) fn commit_entries(&self, segment: u32) -> Result<(), Error> {
-            let p = self.entry(segment * ENTRIES_PER_SEGMENT) as *const Entry as *mut u8;
-            protect(p, ENTRY_SEGMENT_BYTES, libc::PROT_READ | libc::PROT_WRITE)
+            let off = segment as usize * ENTRY_SEGMENT_BYTES;
+            let Some(fd) = self.memfd() else {
+                let p = self.entry(segment * ENTRIES_PER_SEGMENT) as *const Entry as *mut u8;
+                return protect(p, ENTRY_SEGMENT_BYTES, libc::PROT_READ | libc::PROT_WRITE);
+            };
+            // Preallocate, so that exhaustion is this status and never a
+            // SIGBUS at the first store.
+            // SAFETY: a range of our memfd, which only we use.
+            if unsafe { libc::fallocate(fd, 0, off as libc::off_t, ENTRY_SEGMENT_BYTES as libc::off_t) } != 0 {
+                return Err(Error::OutOfMemory);
+            }
+            let alias = self.writable().cast::<u8>().wrapping_add(off);
+            let view = self.entries.as_ptr().cast::<u8>().wrapping_add(off);
+            let mapped = map_file(alias, ENTRY_SEGMENT_BYTES, libc::PROT_READ | libc::PROT_WRITE, fd, off)
+                .and_then(|()| map_file(view, ENTRY_SEGMENT_BYTES, libc::PROT_READ, fd, off));
+            if mapped.is_err() {
+                self.unmap_segment(segment, fd);
+            }
+            mapped
+        }
+
+        /// Maps anonymous read-only memory back over a segment's view and
+        /// alias (readers see the zero page, never a fault), then frees its
+        /// memfd range.
+        fn unmap_segment(&self, segment: u32, fd: i32) {
+            let off = segment as usize * ENTRY_SEGMENT_BYTES;
+            let alias = self.writable().cast::<u8>().wrapping_add(off);
+            let view = self.entries.as_ptr().cast::<u8>().wrapping_add(off);
+            // Failures leave the file mapping in place: still correct (the
+            // entries are free), only not released.
+            if map_anon(view, ENTRY_SEGMENT_BYTES, libc::MAP_FIXED).is_ok()
+                && map_anon(alias, ENTRY_SEGMENT_BYTES, libc::MAP_FIXED).is_ok()
+            {
+                // SAFETY: advice on the alias range just mapped; then a
+                // punch of our memfd's range, which no mapping shows anymore.
+                unsafe {
+                    libc::madvise(alias.cast(), ENTRY_SEGMENT_BYTES, libc::MADV_DONTFORK);
+                    libc::fallocate(
+                        fd,
+                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                        off as libc::off_t,
+                        ENTRY_SEGMENT_BYTES as libc::off_t,
+                    );
+                }
+            }
         }
 
         /// Gives a segment's entry and metadata pages back to the OS.
@@ -209,6 +412,10 @@ mod mmap {
             // read back as zero (free) is what they would say anyway, up to
             // the generation, which the generation bytes keep.
             unsafe { libc::madvise(m.cast(), META_SEGMENT_BYTES, libc::MADV_DONTNEED) };
+            if let Some(fd) = self.memfd() {
+                self.unmap_segment(segment, fd);
+                return;
+            }
             let p = self.entry(segment * ENTRIES_PER_SEGMENT) as *const Entry as *mut u8;
             // SAFETY: the range is one segment of our reservation, and no
             // entry in it is allocated (the caller closed the segment).
@@ -218,6 +425,99 @@ mod mmap {
             // the pages are already gone, and a failure leaves them writable.
             let _ = protect(p, ENTRY_SEGMENT_BYTES, libc::PROT_READ);
         }
+
+        /// In a fork child (the only thread), in the alias mode: the child
+        /// inherited no mapping of the committed segments (`MADV_DONTFORK`),
+        /// and must not share the parent's memfd. Copies every committed
+        /// segment into a new memfd, maps it at the same view addresses and
+        /// at a new random alias, and closes the parent's memfd. Returns the
+        /// bytes copied. If that cannot be done (no memory), the child's
+        /// entries read as zero everywhere (every call through the table is
+        /// refused) and its writes go to private memory: never to the parent.
+        pub(crate) fn rebuild_after_fork(&self, committed: impl Fn(u32) -> bool) -> usize {
+            let Some(old) = self.memfd() else { return 0 };
+            let segments = (ENTRY_BYTES / ENTRY_SEGMENT_BYTES) as u32;
+            let rebuilt = (|| -> Result<usize, Error> {
+                let fd = new_memfd()?;
+                let alias = match reserve_secret(ENTRY_BYTES) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // SAFETY: the memfd just made, used by nobody.
+                        unsafe { libc::close(fd) };
+                        return Err(e);
+                    }
+                };
+                // SAFETY: advice on the reservation just made.
+                unsafe { libc::madvise(alias.as_ptr().cast(), ENTRY_BYTES, libc::MADV_DONTFORK) };
+                let mut copied = 0;
+                // Runs of consecutive committed segments: one copy and two
+                // mappings per run.
+                let mut s = 0;
+                while s < segments {
+                    if !committed(s) {
+                        s += 1;
+                        continue;
+                    }
+                    let first = s;
+                    while s < segments && committed(s) {
+                        s += 1;
+                    }
+                    let (off, len) = (first as usize * ENTRY_SEGMENT_BYTES, (s - first) as usize * ENTRY_SEGMENT_BYTES);
+                    copy_range(old, fd, off, len)?;
+                    map_file(alias.as_ptr().wrapping_add(off), len, libc::PROT_READ | libc::PROT_WRITE, fd, off)?;
+                    map_file(self.entries.as_ptr().cast::<u8>().wrapping_add(off), len, libc::PROT_READ, fd, off)?;
+                    copied += len;
+                }
+                self.alias.store(alias.as_ptr().cast(), std::sync::atomic::Ordering::Relaxed);
+                self.fd.store(fd, std::sync::atomic::Ordering::Relaxed);
+                Ok(copied)
+            })();
+            let copied = rebuilt.unwrap_or_else(|_| {
+                // Fail closed: zero pages in the view's holes, a private
+                // writable alias (fresh, so entries read as free).
+                for s in (0..segments).filter(|&s| committed(s)) {
+                    let off = s as usize * ENTRY_SEGMENT_BYTES;
+                    let _ = map_anon(self.entries.as_ptr().cast::<u8>().wrapping_add(off), ENTRY_SEGMENT_BYTES, libc::MAP_FIXED);
+                }
+                // SAFETY: a new private anonymous mapping; nothing else has it.
+                let p = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        ENTRY_BYTES,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                        -1,
+                        0,
+                    )
+                };
+                if p != libc::MAP_FAILED {
+                    self.alias.store(p.cast(), std::sync::atomic::Ordering::Relaxed);
+                }
+                self.fd.store(-1, std::sync::atomic::Ordering::Relaxed);
+                0
+            });
+            // SAFETY: the parent's memfd, inherited; the child maps none of it.
+            unsafe { libc::close(old) };
+            copied
+        }
+    }
+
+    /// Copies `[off, off+len)` from one memfd to the same place in another,
+    /// in the kernel (no buffer of ours).
+    fn copy_range(from: i32, to: i32, off: usize, len: usize) -> Result<(), Error> {
+        let mut done = 0usize;
+        while done < len {
+            let mut src = (off + done) as libc::off64_t;
+            let mut dst = src;
+            // SAFETY: offsets are passed by pointer to locals; both fds are
+            // ours.
+            let n = unsafe { libc::copy_file_range(from, &mut src, to, &mut dst, len - done, 0) };
+            if n <= 0 {
+                return Err(Error::OutOfMemory);
+            }
+            done += n as usize;
+        }
+        Ok(())
     }
 
     /// A fixed-length array of `T` in its own mapping, committed when
@@ -256,7 +556,7 @@ mod mmap {
                 .ok_or(Error::OutOfMemory)?
                 & !(page - 1);
             debug_assert!(std::mem::align_of::<T>() <= page);
-            let p = reserve(bytes)?;
+            let p = if tagged { reserve_secret(bytes)? } else { reserve(bytes)? };
             let made_writable = if tagged {
                 protect(p.as_ptr(), bytes, libc::PROT_READ | libc::PROT_WRITE)
             } else {
@@ -299,6 +599,10 @@ mod mmap {
             // and nothing borrows them once the table is dropped.
             unsafe {
                 libc::munmap(self.entries.as_ptr().cast(), ENTRY_BYTES);
+                if let Some(fd) = self.memfd() {
+                    libc::munmap(self.writable().cast(), ENTRY_BYTES);
+                    libc::close(fd);
+                }
                 libc::munmap(self.meta.as_ptr().cast(), META_BYTES);
                 libc::munmap(self.gens.as_ptr().cast(), GEN_BYTES);
             }
@@ -307,7 +611,7 @@ mod mmap {
 }
 
 #[cfg(loom)]
-pub(crate) use model::{Memory, MappedArray};
+pub(crate) use model::{alias_supported, Memory, MappedArray};
 
 /// Under loom the memory is plain boxed atomics; releasing a segment stores
 /// zeros, which is what a concurrent reader of a released page observes.
@@ -315,6 +619,11 @@ pub(crate) use model::{Memory, MappedArray};
 mod model {
     use super::*;
     use crate::sync::Ordering::Relaxed;
+
+    /// Loom models run unprotected.
+    pub(crate) fn alias_supported() -> bool {
+        false
+    }
 
     /// Under loom a protected array is a boxed slice of loom atomics.
     pub(crate) struct MappedArray<T>(Box<[T]>);

@@ -28,14 +28,23 @@
 //!   code's PKRU (even mid-window) comes back on `sigreturn`.
 //!
 //! Where `pkey_alloc` fails (no PKU in the CPU or kernel, valgrind, another
-//! architecture) or `WCPT_PROTECT=off`, the key is `-1` and every function
-//! here is a single load and branch.
+//! architecture), the table is protected by an alias instead ([`Mode::Alias`],
+//! see `memory`): the public view of the entries is read-only, and the
+//! library writes through a second mapping at a random address. Then, as
+//! with `WCPT_PROTECT=off`, the key is `-1` and every function here is a
+//! single load and branch.
+//!
+//! `WCPT_PROTECT` forces a mode: `off`, `alias` or `pkeys`. A mode that
+//! cannot be had falls back to the next weaker one (pkeys, alias, none), and
+//! [`mode`] reports the mode in force.
 
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Once;
 
-/// The process's key, or -1 when the table is unprotected.
+/// The process's key, or -1 when the table is not protected by pkeys.
 static PKEY: AtomicI32 = AtomicI32::new(-1);
+/// Whether tables use the alias protection (set once, by [`init`]).
+static ALIAS: AtomicBool = AtomicBool::new(false);
 static INIT: Once = Once::new();
 
 /// Protection in force (the C ABI's `wcpt_protection`).
@@ -46,37 +55,62 @@ pub enum Mode {
     None = 0,
     /// The table is write-protected with a memory protection key.
     Pkeys = 1,
+    /// The table's public view is read-only; the library writes through an
+    /// alias mapping at a random address (no PKU needed).
+    Alias = 2,
 }
 
-/// Whether the environment turns protection off (`WCPT_PROTECT=off`). Reads
-/// the variable without allocating: this runs in a load-time constructor.
-fn disabled_by_env() -> bool {
+/// What `WCPT_PROTECT` asks for: `off`, `alias`, `pkeys`, or nothing (the
+/// strongest available). Reads the variable without allocating: this runs
+/// in a load-time constructor.
+fn requested_by_env() -> Option<Mode> {
     // SAFETY: getenv with a NUL-terminated name; the result is NULL or a
     // NUL-terminated string owned by the environment, read at once.
     unsafe {
         let v = libc::getenv(c"WCPT_PROTECT".as_ptr());
-        !v.is_null() && std::ffi::CStr::from_ptr(v).to_bytes() == b"off"
+        if v.is_null() {
+            return None;
+        }
+        match std::ffi::CStr::from_ptr(v).to_bytes() {
+            b"off" => Some(Mode::None),
+            b"alias" => Some(Mode::Alias),
+            b"pkeys" => Some(Mode::Pkeys),
+            _ => None,
+        }
     }
 }
 
-/// Allocates the key once per process, unless `WCPT_PROTECT=off`. The key is
-/// allocated read-only for the calling thread (the kernel sets that thread's
-/// PKRU for it); other existing threads have no access until a repair.
+/// Chooses the mode once per process: pkeys where `pkey_alloc` works, else
+/// the alias where `memfd_create` works, else none; `WCPT_PROTECT` can ask
+/// for a weaker one. The key is allocated read-only for the calling thread
+/// (the kernel sets that thread's PKRU for it); other existing threads have
+/// no access until a repair.
 pub(crate) fn init() {
     INIT.call_once(|| {
-        if disabled_by_env() {
+        let wanted = requested_by_env().unwrap_or(Mode::Pkeys);
+        if wanted == Mode::None {
             return;
         }
         #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
-        {
+        if wanted == Mode::Pkeys {
             // SAFETY: pkey_alloc has no memory-safety preconditions; it
             // returns a key or -1.
             let key = unsafe { libc::syscall(libc::SYS_pkey_alloc, 0, PKEY_DISABLE_WRITE) };
             if key > 0 && key < 16 {
                 PKEY.store(key as i32, Ordering::Release);
+                return;
             }
         }
+        if crate::memory::alias_supported() {
+            ALIAS.store(true, Ordering::Release);
+        }
     });
+}
+
+/// Whether tables use the alias protection.
+#[inline]
+pub(crate) fn alias() -> bool {
+    ALIAS.load(Ordering::Relaxed)
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
@@ -106,6 +140,8 @@ pub fn mode() -> Mode {
     init();
     if key().is_some() {
         Mode::Pkeys
+    } else if alias() {
+        Mode::Alias
     } else {
         Mode::None
     }

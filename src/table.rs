@@ -710,6 +710,20 @@ impl Table {
     /// Costs one pass over the metadata of the committed segments.
     #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))] // used by the fork handlers (in the C ABI)
     pub(crate) fn repair_after_fork(&self) {
+        // First, in the alias mode, a table of the child's own (it inherited
+        // no mapping of the committed entries). Its entries are copied after
+        // the fork, while the parent's threads go on, so they may be newer
+        // than the child's metadata and freelist heads (which fork copied at
+        // once): the metadata is the truth, the lists are rebuilt from it,
+        // and an entry the parent freed in between is freed here too.
+        #[cfg(not(loom))]
+        let copied_late = {
+            let is_alias = protect::alias();
+            self.mem.rebuild_after_fork(|s| self.state[s as usize].load(Relaxed) == COMMITTED);
+            is_alias
+        };
+        #[cfg(loom)]
+        let copied_late = false;
         protect::ensure_read();
         let w = Window::open();
         for s in 0..self.high_water() {
@@ -717,7 +731,11 @@ impl Table {
                 continue;
             }
             let mut listed = [0u64; ENTRIES_PER_SEGMENT as usize / 64 + 1];
-            self.lists.for_each_listed(&self.mem, s, |local| listed[local as usize / 64] |= 1 << (local % 64));
+            if copied_late {
+                self.lists.reset_open(s, &w);
+            } else {
+                self.lists.for_each_listed(&self.mem, s, |local| listed[local as usize / 64] |= 1 << (local % 64));
+            }
             let base = s << SEGMENT_SHIFT;
             for local in 0..ENTRIES_PER_SEGMENT {
                 let index = base + local;
@@ -725,9 +743,22 @@ impl Table {
                     continue;
                 }
                 let meta = self.meta(index);
-                let m = Meta(meta.load(Relaxed));
+                let mut m = Meta(meta.load(Relaxed));
                 if m.pinned() {
-                    meta.store(m.0 & !Meta::PINNED, Relaxed);
+                    m = Meta(m.0 & !Meta::PINNED);
+                    meta.store(m.0, Relaxed);
+                }
+                if copied_late && m.state() == Meta::LIVE {
+                    let check = self.entry(index).check.load(Relaxed);
+                    let link = self.entry(index).entrypoint.load(Relaxed) & FREE_TAG_MASK == FREE_TAG;
+                    if (check >> 56) as u8 != m.generation().wrapping_add(self.salt) || link {
+                        // Freed by the parent after the fork: freed here too.
+                        m = m.freed();
+                        meta.store(m.0, Relaxed);
+                        if m.generation() == 0 {
+                            self.wrapped[s as usize].store(1, Relaxed);
+                        }
+                    }
                 }
                 self.mem.generation(index).store(m.generation(), Relaxed);
                 if m.state() == Meta::FREE {
