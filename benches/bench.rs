@@ -572,6 +572,118 @@ impl Report {
     }
 }
 
+// ------------------------------------------------------ protection modes
+
+/// Best of five: fork, the child exits at once, the parent waits.
+fn fork_ms() -> f64 {
+    (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            // SAFETY: fork in a process whose other threads have all been
+            // joined; the child only calls _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: ends the child at once.
+                unsafe { libc::_exit(0) };
+            }
+            let mut status = 0;
+            // SAFETY: waits for the child just made.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn committed_mib() -> f64 {
+    let mut s = ffi::WcptStats::default();
+    // SAFETY: a valid pointer to a stats struct this function owns.
+    unsafe { ffi::wcpt_stats(&mut s) };
+    s.committed_bytes as f64 / (1 << 20) as f64
+}
+
+/// What fork costs per MiB of committed entries: fork with 4M live entries
+/// (64 MiB) against fork with the table swept empty.
+fn fork_cost(w: Abi) -> f64 {
+    (w.sweep)(0);
+    let (small_mib, small) = (committed_mib(), fork_ms());
+    let hs: Vec<u32> = (0..4u64 << 20).map(|i| (w.alloc)(0x10_0000 + i as usize * 16, 1)).collect();
+    let (big_mib, big) = (committed_mib(), fork_ms());
+    for h in hs {
+        (w.free)(h);
+    }
+    (w.sweep)(0);
+    (big - small) / (big_mib - small_mib)
+}
+
+/// One sample of this process's mode (run under WCPT_PROTECT by
+/// `protection_modes`): lookup, alloc_free, churn (1 and 2 threads), fork
+/// per MiB.
+fn protection_sample(w: Abi) {
+    let (lw, ..) = lookups(w);
+    let (aw, ..) = alloc_free(w);
+    let (c1, c2) = (churn_wcpt(w, 1), churn_wcpt(w, 2));
+    let fork = fork_cost(w);
+    println!("sample {} {lw} {aw} {c1} {c2} {fork}", ffi::wcpt_protection_mode() as u32);
+}
+
+/// The alias protection against none, in the same run: this program again
+/// under `WCPT_PROTECT=alias` and `=off`, alternating, best of three each.
+fn protection_modes(r: &mut Report) {
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let names = ["lookup (1M live)", "alloc_free", "churn, 1 thread", "churn, 2 threads", "fork (ms per MiB committed)"];
+    let mut best = [[f64::INFINITY; 5]; 2];
+    for _ in 0..3 {
+        for (m, mode) in ["off", "alias"].iter().enumerate() {
+            let out = std::process::Command::new(&exe)
+                .arg("--bench")
+                .env("BENCH_ONLY", "protection-sample")
+                .env("WCPT_PROTECT", mode)
+                .output()
+                .expect("run the bench again");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let Some(line) = text.lines().find(|l| l.starts_with("sample ")) else {
+                r.missed.push(format!("protection modes: the {mode} sample printed nothing"));
+                return;
+            };
+            let v: Vec<f64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+            let want = if *mode == "alias" { 2.0 } else { 0.0 };
+            if v.len() != 6 || v[0] != want {
+                r.missed.push(format!("protection modes: {mode} did not run in its mode: {line}"));
+                return;
+            }
+            for i in 0..5 {
+                best[m][i] = best[m][i].min(v[i + 1]);
+            }
+        }
+    }
+    let _ = writeln!(
+        r.md,
+        "
+## Write protection without pkeys: alias against none
+
+         This program run again under `WCPT_PROTECT=alias` and `WCPT_PROTECT=off`, alternating,          best of three runs each (same run as the tables above).
+
+         | scenario | off (ns/op) | alias (ns/op) | alias / off | target |
+|---|---|---|---|---|"
+    );
+    println!("protection modes (best of 3 runs each): off / alias");
+    let targets = [Some(1.02), Some(1.05), Some(1.05), Some(1.05), None];
+    for i in 0..5 {
+        let (off, alias) = (best[0][i], best[1][i]);
+        let ratio = alias / off;
+        let verdict = match targets[i] {
+            Some(t) if ratio <= t => format!("<= {t:.2}x: met"),
+            Some(t) => {
+                r.missed.push(format!("alias {}: {ratio:.3}x of off, target {t:.2}x", names[i]));
+                format!("<= {t:.2}x: MISSED")
+            }
+            None => "reported".into(),
+        };
+        println!("  {:<30} {off:>9.3} {alias:>9.3}  {ratio:.3}x  {verdict}", names[i]);
+        let _ = writeln!(r.md, "| {} | {off:.3} | {alias:.3} | {ratio:.3}x | {verdict} |", names[i]);
+    }
+}
+
 fn main() {
     let w = abi();
     ffi::wcpt_init();
@@ -600,6 +712,10 @@ fn main() {
             return;
         }
         _ => {}
+    }
+    if only == "protection-sample" {
+        protection_sample(w);
+        return;
     }
     if only == "refused" {
         let (full, oom) = refused_wcpt(w);
@@ -684,6 +800,7 @@ fn main() {
             sw.rss_swept_mb, sv.rss_swept_mb
         ));
     }
+    protection_modes(&mut r);
     let scaling = churn_w[3] / churn_w[1];
     if scaling > 1.5 {
         r.missed.push(format!("churn scaling: wcpt 8-thread / 2-thread = {scaling:.2}, target 1.5"));
