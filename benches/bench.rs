@@ -256,6 +256,51 @@ fn burst_v8() -> f64 {
     ns(d, BURST)
 }
 
+/// The `module` scenario: 10,000 functions allocated, then all freed, 100
+/// times; wcpt with one `wcpt_alloc_many` and one `wcpt_free_many` per
+/// module, V8 with its per-entry calls. ns per function (alloc + free).
+const MODULE_FUNCTIONS: usize = 10_000;
+const MODULE_ROUNDS: usize = 100;
+
+fn module_wcpt() -> f64 {
+    let eps: Vec<usize> = (0..MODULE_FUNCTIONS).map(|i| 0x1000 + i * 16).collect();
+    let sigs = vec![3u64; MODULE_FUNCTIONS];
+    let mut hs = vec![0u32; MODULE_FUNCTIONS];
+    let (alloc_many, free_many) = black_box((ffi::wcpt_alloc_many, ffi::wcpt_free_many));
+    let d = best_of(|| {
+        timed(|| {
+            for _ in 0..MODULE_ROUNDS {
+                // SAFETY: the arrays hold MODULE_FUNCTIONS elements each.
+                unsafe {
+                    let st = alloc_many(eps.as_ptr(), sigs.as_ptr(), MODULE_FUNCTIONS, hs.as_mut_ptr());
+                    assert_eq!(st, wcpt_status::WCPT_OK);
+                    let st = free_many(hs.as_ptr(), MODULE_FUNCTIONS);
+                    assert_eq!(st, wcpt_status::WCPT_OK);
+                }
+            }
+        })
+    });
+    ns(d, MODULE_FUNCTIONS * MODULE_ROUNDS)
+}
+
+fn module_v8() -> f64 {
+    let mut hs = vec![0u32; MODULE_FUNCTIONS];
+    let t = V8Table::new();
+    let d = best_of(|| {
+        timed(|| {
+            for _ in 0..MODULE_ROUNDS {
+                for (i, h) in hs.iter_mut().enumerate() {
+                    *h = t.alloc(0x1000 + i as u64 * 16, 3, false);
+                }
+                for &h in &hs {
+                    t.free(h, false);
+                }
+            }
+        })
+    });
+    ns(d, MODULE_FUNCTIONS * MODULE_ROUNDS)
+}
+
 fn burst_slab() -> f64 {
     let mut ks = vec![0usize; BURST];
     let d = best_of(|| {
@@ -713,6 +758,11 @@ fn main() {
         }
         _ => {}
     }
+    if only == "module" {
+        let (mw, mv) = (module_wcpt(), module_v8());
+        println!("module: wcpt {mw:.2} v8 {mv:.2} ns per function ({:.2}x)", mw / mv);
+        return;
+    }
     if only == "protection-sample" {
         protection_sample(w);
         return;
@@ -742,6 +792,8 @@ fn main() {
     r.row("alloc_free, no protection", aw, av, asl, af, Some((0.5, "<= 0.5x")));
     let (bw, bv, bs) = (burst_wcpt(w), burst_v8(), burst_slab());
     r.row("alloc_burst (1M, per pair)", bw, bv, bs, f64::NAN, None);
+    let (mw, mv) = (module_wcpt(), module_v8());
+    r.row("module (10k functions x 100, batch calls)", mw, mv, f64::NAN, f64::NAN, Some((0.4, "<= 0.4x")));
 
     let mut churn_w = Vec::new();
     for threads in [1, 2, 4, 8] {

@@ -148,6 +148,56 @@ static void test_typed_native_handles(void) {
   CHECK_EQ(after.live, before.live);
 }
 
+/* wcpt_alloc_many and wcpt_free_many: all or nothing, arguments first. */
+static void test_batch_calls(void) {
+  enum { N = 5000 };
+  static uintptr_t eps[N];
+  static uint64_t sigs[N];
+  static wcpt_handle hs[N], out[N];
+  struct wcpt_stats before, after;
+  for (int i = 0; i < N; i++) eps[i] = EP + 16 * (uintptr_t)i, sigs[i] = (uint64_t)i % 11;
+  CHECK_EQ(wcpt_stats(&before), WCPT_OK);
+  CHECK_EQ(wcpt_alloc_many(eps, sigs, N, hs), WCPT_OK);
+  int wrong = 0;
+  for (int i = 0; i < N; i++) wrong += wcpt_call_target(wcpt_table_base(), hs[i], sigs[i]) != eps[i];
+  CHECK_EQ(wrong, 0);
+  CHECK_EQ(wcpt_stats(&after), WCPT_OK);
+  CHECK_EQ(after.live, before.live + N);
+  /* Bad arguments anywhere: nothing allocated, out untouched. */
+  for (int i = 0; i < 3; i++) out[i] = 0x1234;
+  uintptr_t bad_eps[3] = {EP, NON_CANONICAL, EP};
+  uint64_t bad_sigs[3] = {1, (uint64_t)1 << WCPT_SIGNATURE_BITS, 2};
+  CHECK_EQ(wcpt_alloc_many(bad_eps, sigs, 3, out), WCPT_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(wcpt_alloc_many(eps, bad_sigs, 3, out), WCPT_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(wcpt_alloc_many(NULL, sigs, 3, out), WCPT_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(wcpt_alloc_many(eps, sigs, 3, NULL), WCPT_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(wcpt_alloc_many(NULL, NULL, 0, NULL), WCPT_OK);
+  CHECK(out[0] == 0x1234 && out[1] == 0x1234 && out[2] == 0x1234);
+  CHECK_EQ(wcpt_stats(&before), WCPT_OK);
+  CHECK_EQ(before.live, after.live);
+  /* free_many: a repeated, stale or native handle frees none. */
+  wcpt_handle stale = wcpt_alloc(EP, 1);
+  CHECK_EQ(wcpt_free(stale), WCPT_OK);
+  wcpt_handle bad[3] = {hs[10], stale, wcpt_native_handle(EP)};
+  wcpt_status why[3] = {WCPT_ERR_DOUBLE_FREE, WCPT_ERR_DOUBLE_FREE, WCPT_ERR_NATIVE_HANDLE};
+  for (int b = 0; b < 3; b++) {
+    wcpt_handle saved = hs[N / 2];
+    hs[N / 2] = bad[b];
+    wcpt_status st = wcpt_free_many(hs, N);
+    hs[N / 2] = saved;
+    CHECK_EQ(st, why[b]);
+    CHECK_EQ(wcpt_stats(&before), WCPT_OK);
+    CHECK_EQ(before.live, after.live); /* nothing freed */
+  }
+  CHECK_EQ(wcpt_free_many(NULL, 1), WCPT_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(wcpt_free_many(NULL, 0), WCPT_OK);
+  CHECK_EQ(wcpt_free_many(hs, N), WCPT_OK);
+  CHECK_EQ(wcpt_get(hs[0]), 0);
+  CHECK_EQ(wcpt_free_many(hs, 1), WCPT_ERR_DOUBLE_FREE);
+  CHECK_EQ(wcpt_stats(&before), WCPT_OK);
+  CHECK_EQ(before.live, after.live - N);
+}
+
 static void test_invalid_arguments(void) {
   uintptr_t bad[] = {NON_CANONICAL, (uintptr_t)1 << 63, UINTPTR_MAX, (uintptr_t)0xFFFE000000000001ull};
   struct wcpt_stats before, after;
@@ -299,6 +349,7 @@ int main(void) {
   RUN(test_double_free_and_stale_handles);
   RUN(test_native_handles);
   RUN(test_typed_native_handles);
+  RUN(test_batch_calls);
   RUN(test_invalid_arguments);
   RUN(test_entrypoint_zero_is_a_placeholder);
   RUN(test_set_many);

@@ -7,6 +7,8 @@
  *   be set, set_many'd and freed (no pin left behind by a thread it lacks);
  * - handles the parent was allocating and freeing are either live or freed,
  *   never half: wcpt_get answers exactly when wcpt_free succeeds;
+ * - a batch (wcpt_alloc_many, wcpt_free_many) is done or not done in the
+ *   child, never half;
  * - alloc, free, native handles, sweep and stats all work. */
 #include "check.h"
 #include "wcpt.h"
@@ -24,6 +26,32 @@ static wcpt_handle mine[MINE];
 static wcpt_handle settable[SETS];
 /* The handles each churner allocated last (it may be freeing them). */
 static _Atomic wcpt_handle tracked[CHURNERS][TRACK];
+
+/* The batcher's last batch: the array is complete when the state is 1
+ * (allocated, live) or 2 (being freed or freed); 0 while it is rewritten. */
+enum { BATCH = 64 };
+static _Atomic wcpt_handle batch_hs[BATCH];
+static atomic_int batch_state;
+
+static void *batcher(void *arg) {
+  (void)arg;
+  wcpt_handle local[BATCH];
+  uintptr_t eps[BATCH];
+  uint64_t sigs[BATCH];
+  for (int i = 0; i < BATCH; i++) eps[i] = 0xD00000 + 16 * (uintptr_t)i, sigs[i] = 7;
+  while (!atomic_load(&stop)) {
+    if (wcpt_alloc_many(eps, sigs, BATCH, local) != WCPT_OK) {
+      atomic_fetch_add(&check_failures, 1);
+      break;
+    }
+    atomic_store(&batch_state, 0);
+    for (int i = 0; i < BATCH; i++) atomic_store(&batch_hs[i], local[i]);
+    atomic_store(&batch_state, 1);
+    atomic_store(&batch_state, 2);
+    if (wcpt_free_many(local, BATCH) != WCPT_OK) atomic_fetch_add(&check_failures, 1);
+  }
+  return NULL;
+}
 
 static uintptr_t mine_ep(int i) { return 0x900000 + 16 * (uintptr_t)i; }
 /* Values a setter writes to settable[i]: 0xA00000 + 16*(i*4 + k), k < 4. */
@@ -89,6 +117,14 @@ static int child_work(void) {
       if (wcpt_get(h) != 0 || wcpt_free(h) != WCPT_ERR_DOUBLE_FREE) return 9;
     }
   }
+  int state = atomic_load(&batch_state), live = 0;
+  for (int i = 0; i < BATCH; i++) live += wcpt_get_checked(atomic_load(&batch_hs[i]), 7) == 0xD00000 + 16 * (uintptr_t)i;
+  if ((state == 1 && live != BATCH) || (state == 2 && live != 0 && live != BATCH)) return 16; /* half a batch */
+  if (state != 0 && live == BATCH) {
+    wcpt_handle hs[BATCH];
+    for (int i = 0; i < BATCH; i++) hs[i] = atomic_load(&batch_hs[i]);
+    if (wcpt_free_many(hs, BATCH) != WCPT_OK || wcpt_free_many(hs, 1) != WCPT_ERR_DOUBLE_FREE) return 17;
+  }
   struct wcpt_stats before;
   if (wcpt_stats(&before) != WCPT_OK) return 10;
   static wcpt_handle fresh[5000];
@@ -113,10 +149,11 @@ static void test_fork_while_threads_work(void) {
   const int FORKS = check_scale(300) < 10 ? 10 : check_scale(300);
   for (int i = 0; i < MINE; i++) mine[i] = wcpt_alloc(mine_ep(i), 9);
   for (int i = 0; i < SETS; i++) settable[i] = wcpt_alloc(set_ep(i, 0), 8);
-  pthread_t t[1 + CHURNERS];
+  pthread_t t[2 + CHURNERS];
   atomic_store(&stop, 0);
   pthread_create(&t[0], NULL, setter, NULL);
   for (int i = 0; i < CHURNERS; i++) pthread_create(&t[1 + i], NULL, churner, (void *)(intptr_t)i);
+  pthread_create(&t[1 + CHURNERS], NULL, batcher, NULL);
   int ok = 0;
   for (int f = 0; f < FORKS; f++) {
     pid_t pid = fork();
@@ -129,7 +166,7 @@ static void test_fork_while_threads_work(void) {
     usleep((unsigned)(f % 7) * 100); /* land at different points */
   }
   atomic_store(&stop, 1);
-  for (int i = 0; i < 1 + CHURNERS; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < 2 + CHURNERS; i++) pthread_join(t[i], NULL);
   printf("  %d of %d children passed\n", ok, FORKS);
   CHECK_EQ(ok, FORKS);
   for (int i = 0; i < MINE; i++) CHECK_EQ(wcpt_get_checked(mine[i], 9), mine_ep(i));

@@ -423,6 +423,16 @@ static void test_pkru_write_counts(void) {
   COUNT("wcpt_set_many (n = 1)", wcpt_set_many(many, eps, 1), 2);
   COUNT("wcpt_set_many (n = 1000)", wcpt_set_many(many, eps, N), 2);
   CHECK_EQ(WRITES(wcpt_set_many(many, eps, N)), 2); /* exactly one window */
+  {
+    static wcpt_handle batch[N];
+    static uint64_t sigs[N];
+    for (int i = 0; i < N; i++) sigs[i] = 5;
+    COUNT("wcpt_alloc_many (n = 1000)", wcpt_alloc_many(eps, sigs, N, batch), 2);
+    CHECK_EQ(c, 2); /* one window, whatever n */
+    COUNT("wcpt_free_many (n = 1000)", wcpt_free_many(batch, N), 2);
+    CHECK_EQ(c, 2);
+    COUNT("wcpt_free_many (refused)", wcpt_free_many(batch, N), 0);
+  }
   CHECK_EQ(WRITES(wcpt_alloc(0x8a00, 3)), 2);
   /* A sweep opens one window, and only when it releases something. */
   COUNT("wcpt_sweep (nothing to release)", wcpt_sweep((size_t)-1), 0);

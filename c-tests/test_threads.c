@@ -111,6 +111,71 @@ static void test_racing_double_free_has_one_winner(void) {
   }
 }
 
+/* Overlapping free_many batches (a caller bug): three threads free
+ * [0, 2K), [K, 3K) and [2K, 4K) at once, plus a thread doing single frees of
+ * [3K, 4K). No handle is freed twice, each batch frees all or nothing, and
+ * afterwards a handle is dead exactly when a call that covered it won. */
+enum { K = 512 };
+static wcpt_handle over[4 * K];
+static wcpt_status over_status[3];
+static atomic_int over_single_wins;
+static pthread_barrier_t over_barrier;
+
+static void *over_batch(void *arg) {
+  int b = (int)(intptr_t)arg;
+  pthread_barrier_wait(&over_barrier);
+  over_status[b] = wcpt_free_many(&over[b * K], 2 * K);
+  return NULL;
+}
+
+static void *over_single(void *arg) {
+  (void)arg;
+  pthread_barrier_wait(&over_barrier);
+  for (int i = 3 * K; i < 4 * K; i++) atomic_fetch_add(&over_single_wins, wcpt_free(over[i]) == WCPT_OK);
+  return NULL;
+}
+
+static void test_overlapping_free_many_batches(void) {
+  int wins[3] = {0, 0, 0}, both = 0;
+  for (int round = 0; round < check_scale(200); round++) {
+    static uintptr_t eps[4 * K];
+    static uint64_t sigs[4 * K];
+    for (int i = 0; i < 4 * K; i++) eps[i] = 0x100000 + 16 * (uintptr_t)i, sigs[i] = 3;
+    CHECK_EQ(wcpt_alloc_many(eps, sigs, 4 * K, over), WCPT_OK);
+    atomic_store(&over_single_wins, 0);
+    pthread_barrier_init(&over_barrier, NULL, 4);
+    pthread_t t[4];
+    for (int b = 0; b < 3; b++) pthread_create(&t[b], NULL, over_batch, (void *)(intptr_t)b);
+    pthread_create(&t[3], NULL, over_single, NULL);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&over_barrier);
+    int ok[3];
+    for (int b = 0; b < 3; b++) {
+      ok[b] = over_status[b] == WCPT_OK;
+      CHECK(ok[b] || over_status[b] == WCPT_ERR_DOUBLE_FREE);
+      wins[b] += ok[b];
+    }
+    /* Neighbouring batches overlap: both cannot have freed. */
+    CHECK(!(ok[0] && ok[1]) && !(ok[1] && ok[2]));
+    both += ok[0] && ok[2];
+    int bad = 0, singles = 0;
+    for (int i = 0; i < 4 * K; i++) {
+      int q = i / K; /* quarter */
+      int freed_by_batch = (q <= 1 && ok[0]) || (q >= 1 && q <= 2 && ok[1]) || (q >= 2 && ok[2]);
+      int dead = wcpt_get(over[i]) == 0;
+      if (q < 3) bad += dead != freed_by_batch;
+      else bad += !dead, singles += !freed_by_batch;
+    }
+    CHECK_EQ(bad, 0);
+    /* The single frees won exactly the quarter-3 handles no batch freed. */
+    CHECK_EQ(atomic_load(&over_single_wins), singles);
+    for (int i = 0; i < 3 * K; i++)
+      if (wcpt_get(over[i]) != 0) CHECK_EQ(wcpt_free(over[i]), WCPT_OK);
+  }
+  printf("  batches won: [0,2K) %d, [K,3K) %d, [2K,4K) %d times; both outer batches %d times\n", wins[0], wins[1],
+         wins[2], both);
+}
+
 enum { NATIVES = 2000 };
 static wcpt_handle native_seen[THREADS][NATIVES];
 
@@ -180,6 +245,7 @@ static void test_concurrent_sweep_keeps_values(void) {
 int main(void) {
   RUN(test_churn_verifies_values_and_ownership);
   RUN(test_racing_double_free_has_one_winner);
+  RUN(test_overlapping_free_many_batches);
   RUN(test_native_handles_from_many_threads);
   RUN(test_concurrent_sweep_keeps_values);
   return check_finish("test_threads");

@@ -166,10 +166,17 @@ int main(void) {
   void *add = emit_add(&tier0), *mul = emit_mul(&tier0), *sum_loop = emit_sum_to_loop(&tier0);
   seal(&tier0);
   wcpt_code_region_add((uintptr_t)tier0.base, tier0.cap);
-  wcpt_handle h_add = wcpt_alloc((uintptr_t)add, SIG_I64_I64_TO_I64);
-  wcpt_handle h_mul = wcpt_alloc((uintptr_t)mul, SIG_I64_I64_TO_I64);
-  wcpt_handle h_sum = wcpt_alloc((uintptr_t)sum_loop, SIG_I64_TO_I64);
-  printf("   handles: add=%#010x mul=%#010x sum_to=%#010x\n", h_add, h_mul, h_sum);
+  /* The module's functions in one batch call: all or nothing, one write window. */
+  const uintptr_t module_eps[3] = {(uintptr_t)add, (uintptr_t)mul, (uintptr_t)sum_loop};
+  const uint64_t module_sigs[3] = {SIG_I64_I64_TO_I64, SIG_I64_I64_TO_I64, SIG_I64_TO_I64};
+  wcpt_handle module[3];
+  wcpt_status st = wcpt_alloc_many(module_eps, module_sigs, 3, module);
+  if (st != WCPT_OK) {
+    printf("   wcpt_alloc_many: %s\n", wcpt_status_str(st));
+    return 1;
+  }
+  wcpt_handle h_add = module[0], h_mul = module[1], h_sum = module[2];
+  printf("   wcpt_alloc_many: handles add=%#010x mul=%#010x sum_to=%#010x\n", h_add, h_mul, h_sum);
   static long not_code;
   wcpt_handle bad = wcpt_alloc((uintptr_t)&not_code, SIG_I64_TO_I64);
   printf("   an entry pointing at data instead of code: %s\n",
@@ -241,9 +248,15 @@ int main(void) {
   printf("\n6. Free and sweep.\n");
   enum { MANY = 50000 };
   static wcpt_handle many[MANY];
-  for (int i = 0; i < MANY; i++) many[i] = wcpt_alloc((uintptr_t)add, SIG_I64_I64_TO_I64);
-  stats("with 50000 more functions");
-  for (int i = 0; i < MANY; i++) wcpt_free(many[i]);
+  static uintptr_t many_eps[MANY];
+  static uint64_t many_sigs[MANY];
+  for (int i = 0; i < MANY; i++) many_eps[i] = (uintptr_t)add, many_sigs[i] = SIG_I64_I64_TO_I64;
+  if (wcpt_alloc_many(many_eps, many_sigs, MANY, many) != WCPT_OK) return 1;
+  stats("with 50000 more functions (one wcpt_alloc_many)");
+  /* A batch with one handle twice is a double free: nothing is freed. */
+  wcpt_handle twice[2] = {many[0], many[0]};
+  printf("   wcpt_free_many with a handle twice: %s\n", wcpt_status_str(wcpt_free_many(twice, 2)));
+  if (wcpt_free_many(many, MANY) != WCPT_OK) return 1;
   printf("   freed them; wcpt_sweep(0) gave %zu segment(s) back to the OS\n", wcpt_sweep(0));
   stats("after the sweep");
   show("add(1, 2) still works", call2(h_add, 1, 2));

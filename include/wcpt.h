@@ -328,6 +328,40 @@ wcpt_status wcpt_set(wcpt_handle handle, uintptr_t entrypoint);
 wcpt_status wcpt_set_many(const wcpt_handle *handles, const uintptr_t *entrypoints, size_t count);
 
 /**
+ * Allocates `n` entries at once, for a whole module: `out[i]` gets the
+ * handle of (`entrypoints[i]`, `signatures[i]`). All or nothing: every
+ * argument is checked first, and on any failure nothing is allocated, `out`
+ * is left as it was, and the status says why (`WCPT_ERR_INVALID_ARGUMENT`
+ * for a NULL array with `n > 0`, an entrypoint that is 0 or non-canonical,
+ * or a signature wider than `WCPT_SIGNATURE_BITS`; `WCPT_ERR_NOT_CODE`;
+ * `WCPT_ERR_CAPACITY`; `WCPT_ERR_OUT_OF_MEMORY`). One write window for the
+ * whole batch, whatever `n`. The arrays may be NULL only when `n` is 0.
+ *
+ * # Safety
+ * `entrypoints` and `signatures` must each point to `n` readable elements
+ * and `out` to `n` writable ones.
+ */
+wcpt_status wcpt_alloc_many(const uintptr_t *entrypoints,
+                            const uint64_t *signatures,
+                            size_t n,
+                            wcpt_handle *out);
+
+/**
+ * Frees `n` handles at once, all or nothing: if any is invalid, stale,
+ * native, already freed, or appears twice in the batch (a double free),
+ * none is freed and the status says why (`WCPT_ERR_INVALID_HANDLE`,
+ * `WCPT_ERR_DOUBLE_FREE`, `WCPT_ERR_NATIVE_HANDLE`, or
+ * `WCPT_ERR_INVALID_ARGUMENT` for a NULL array with `n > 0`). When threads
+ * free overlapping batches at once (a caller bug), no handle is freed twice
+ * and each batch frees all of its handles or none (then
+ * `WCPT_ERR_DOUBLE_FREE`). One write window for the whole batch.
+ *
+ * # Safety
+ * `handles` must point to `n` readable elements (NULL only when `n` is 0).
+ */
+wcpt_status wcpt_free_many(const wcpt_handle *handles, size_t n);
+
+/**
  * The handle of the native (host) function at `address`: the same handle
  * for the same address every time, from any thread. It holds `address` with
  * signature `WCPT_NATIVE_SIGNATURE`, lives until `wcpt_teardown`, and cannot

@@ -16,7 +16,7 @@ use crate::table::{Table, TableLocks};
 use std::cell::{Cell, UnsafeCell};
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicPtr};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr};
 
 /// A handle to a table entry: the entry index in the low 24 bits
 /// (`WCPT_INDEX_MASK`) and a generation in the high 8 bits.
@@ -271,34 +271,78 @@ struct ForkHeld(UnsafeCell<Option<Held>>);
 unsafe impl Sync for ForkHeld {}
 static FORK_HELD: ForkHeld = ForkHeld(UnsafeCell::new(None));
 
+/// In the alias mode, a pipe from the child to the parent: the parent keeps
+/// the table's locks (so no batch call runs) until the child has copied the
+/// table into memory of its own (see `Memory::rebuild_after_fork`), so that
+/// the child never sees a batch half done. -1 when unused.
+static FORK_PIPE: [AtomicI32; 2] = [AtomicI32::new(-1), AtomicI32::new(-1)];
+
 extern "C" fn fork_prepare() {
     let lifecycle = LIFECYCLE.lock();
     let p = GLOBAL.load(Acquire);
     // SAFETY: a non-null GLOBAL is a live table, and it cannot be torn down
     // while we hold LIFECYCLE (until the parent/child handler drops it).
     let table_locks = (!p.is_null()).then(|| unsafe { &*p }.lock_all());
+    if table_locks.is_some() && protect::alias() {
+        let mut fds = [-1 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two descriptors into the array. If it fails,
+        // the parent does not wait (the child's copy may then catch a batch
+        // of the parent's in the middle).
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
+            FORK_PIPE[0].store(fds[0], Relaxed);
+            FORK_PIPE[1].store(fds[1], Relaxed);
+        }
+    }
     // Table locks are dropped before LIFECYCLE (tuple fields drop in order).
     // SAFETY: see ForkHeld; we hold LIFECYCLE.
     unsafe { *FORK_HELD.0.get() = Some((table_locks, lifecycle)) };
 }
 
-/// Releases what `fork_prepare` took, in the parent.
-extern "C" fn fork_parent() {
+/// Releases what `fork_prepare` took.
+fn release_fork_locks() {
     // SAFETY: see ForkHeld; prepare stored it and nothing else runs the
     // handlers concurrently.
     drop(unsafe { (*FORK_HELD.0.get()).take() });
 }
 
+/// In the parent: waits for the child's copy (alias mode), then releases
+/// the locks.
+extern "C" fn fork_parent() {
+    let (r, w) = (FORK_PIPE[0].swap(-1, Relaxed), FORK_PIPE[1].swap(-1, Relaxed));
+    if r >= 0 {
+        let mut byte = 0u8;
+        // SAFETY: our own pipe's descriptors. Closing our write end first
+        // makes the read return 0 if the child dies before writing.
+        unsafe {
+            libc::close(w);
+            while libc::read(r, (&raw mut byte).cast(), 1) < 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+            libc::close(r);
+        }
+    }
+    release_fork_locks();
+}
+
 /// In the child: settles the lock-free operations that other threads of the
 /// parent were in the middle of (see `Table::repair_after_fork`) while the
-/// locks are still held, then releases them.
+/// locks are still held, tells the parent it is done, then releases them.
 extern "C" fn fork_child() {
     boundary((), || {
         if let Some(t) = existing_table() {
             t.repair_after_fork();
         }
     });
-    fork_parent();
+    let (r, w) = (FORK_PIPE[0].swap(-1, Relaxed), FORK_PIPE[1].swap(-1, Relaxed));
+    if w >= 0 {
+        // SAFETY: the inherited pipe: one byte wakes the parent.
+        unsafe {
+            libc::close(r);
+            libc::write(w, [1u8].as_ptr().cast(), 1);
+            libc::close(w);
+        }
+    }
+    release_fork_locks();
 }
 
 /// Runs `f`, turning a panic into `on_panic`: no unwind crosses the ABI.
@@ -438,6 +482,74 @@ pub unsafe extern "C" fn wcpt_set_many(
             )
         };
         status(table().and_then(|t| t.set_many(hs, es)))
+    })
+}
+
+/// Allocates `n` entries at once, for a whole module: `out[i]` gets the
+/// handle of (`entrypoints[i]`, `signatures[i]`). All or nothing: every
+/// argument is checked first, and on any failure nothing is allocated, `out`
+/// is left as it was, and the status says why (`WCPT_ERR_INVALID_ARGUMENT`
+/// for a NULL array with `n > 0`, an entrypoint that is 0 or non-canonical,
+/// or a signature wider than `WCPT_SIGNATURE_BITS`; `WCPT_ERR_NOT_CODE`;
+/// `WCPT_ERR_CAPACITY`; `WCPT_ERR_OUT_OF_MEMORY`). One write window for the
+/// whole batch, whatever `n`. The arrays may be NULL only when `n` is 0.
+///
+/// # Safety
+/// `entrypoints` and `signatures` must each point to `n` readable elements
+/// and `out` to `n` writable ones.
+#[no_mangle]
+pub unsafe extern "C" fn wcpt_alloc_many(
+    entrypoints: *const usize,
+    signatures: *const u64,
+    n: libc::size_t,
+    out: *mut wcpt_handle,
+) -> wcpt_status {
+    boundary(wcpt_status::WCPT_ERR_INTERNAL, || {
+        if n == 0 {
+            return wcpt_status::WCPT_OK;
+        }
+        if entrypoints.is_null() || signatures.is_null() || out.is_null() {
+            return wcpt_status::WCPT_ERR_INVALID_ARGUMENT;
+        }
+        // SAFETY: non-null, and the caller guarantees `n` elements each;
+        // usize and u64 have the same size and alignment here (asserted at
+        // `wcpt_set_many`), and `Handle` is a transparent u32, so the arrays
+        // are used in place, without a copy that could fail to allocate.
+        let (es, ss, hs) = unsafe {
+            (
+                std::slice::from_raw_parts(entrypoints.cast::<u64>(), n),
+                std::slice::from_raw_parts(signatures, n),
+                std::slice::from_raw_parts_mut(out.cast::<Handle>(), n),
+            )
+        };
+        status(table().and_then(|t| t.alloc_many(es, ss, hs)))
+    })
+}
+
+/// Frees `n` handles at once, all or nothing: if any is invalid, stale,
+/// native, already freed, or appears twice in the batch (a double free),
+/// none is freed and the status says why (`WCPT_ERR_INVALID_HANDLE`,
+/// `WCPT_ERR_DOUBLE_FREE`, `WCPT_ERR_NATIVE_HANDLE`, or
+/// `WCPT_ERR_INVALID_ARGUMENT` for a NULL array with `n > 0`). When threads
+/// free overlapping batches at once (a caller bug), no handle is freed twice
+/// and each batch frees all of its handles or none (then
+/// `WCPT_ERR_DOUBLE_FREE`). One write window for the whole batch.
+///
+/// # Safety
+/// `handles` must point to `n` readable elements (NULL only when `n` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn wcpt_free_many(handles: *const wcpt_handle, n: libc::size_t) -> wcpt_status {
+    boundary(wcpt_status::WCPT_ERR_INTERNAL, || {
+        if n == 0 {
+            return wcpt_status::WCPT_OK;
+        }
+        if handles.is_null() {
+            return wcpt_status::WCPT_ERR_INVALID_ARGUMENT;
+        }
+        // SAFETY: non-null, `n` readable elements (the caller's promise);
+        // `Handle` is a transparent u32.
+        let hs = unsafe { std::slice::from_raw_parts(handles.cast::<Handle>(), n) };
+        status(table().and_then(|t| t.free_many(hs)))
     })
 }
 

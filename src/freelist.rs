@@ -172,11 +172,96 @@ impl Freelists {
                 continue;
             };
             let new = cur.next(next, cur.free() - 1, false);
-            match head.compare_exchange_weak(cur.0, new.0, Acquire, Acquire) {
+            // AcqRel (the same instruction as Acquire on x86): a thread that
+            // finds the list emptied by this pop also sees what the popper
+            // did before it, in particular a batch's start (`alloc`'s
+            // refusal path looks at it to decide whether to look again).
+            match head.compare_exchange_weak(cur.0, new.0, AcqRel, Acquire) {
                 Ok(_) => return Some(index),
                 Err(seen) => cur = Head(seen),
             }
         }
+    }
+
+    /// Takes up to `want` (> 0) free entries of `segment` with one CAS and
+    /// calls `f` with each index taken; returns how many (0 if the segment
+    /// has none or is not committed). For batch calls: the walk reads the
+    /// links of entries still on the list, and the CAS succeeds only if the
+    /// head (and so the list) did not change meanwhile.
+    pub(crate) fn pop_many(&self, mem: &Memory, segment: u32, want: usize, _w: &Window, mut f: impl FnMut(u32)) -> usize {
+        let head = &self.heads[segment as usize];
+        let base = segment << SEGMENT_SHIFT;
+        // Acquire: as in `pop`.
+        let mut cur = Head(head.load(Acquire));
+        loop {
+            if cur.closed() || cur.top() == 0 {
+                return 0;
+            }
+            let limit = want.min(cur.free() as usize);
+            let (mut top, mut k) = (cur.top(), 0usize);
+            let mut broken = false;
+            while k < limit && top != 0 {
+                match unlink(mem.entry(base + top - 1).entrypoint.load(Acquire)) {
+                    Some(next) => top = next,
+                    None => {
+                        broken = true; // taken under us: the CAS will fail
+                        break;
+                    }
+                }
+                k += 1;
+            }
+            if broken || k == 0 {
+                cur = match head.compare_exchange(cur.0, cur.0, Acquire, Acquire) {
+                    Ok(same) | Err(same) => Head(same),
+                };
+                if broken {
+                    continue;
+                }
+                return 0;
+            }
+            let new = cur.next(top, cur.free() - k as u32, false);
+            // AcqRel: as in `pop`.
+            match head.compare_exchange_weak(cur.0, new.0, AcqRel, Acquire) {
+                Ok(_) => {
+                    // Ours now: nobody writes these links any more.
+                    let mut t = cur.top();
+                    for _ in 0..k {
+                        let index = base + t - 1;
+                        t = unlink(mem.entry(index).entrypoint.load(Relaxed)).unwrap_or(0);
+                        f(index);
+                    }
+                    return k;
+                }
+                Err(seen) => cur = Head(seen),
+            }
+        }
+    }
+
+    /// Gives back `count` entries of one segment that the caller owns and
+    /// has already linked to each other: `top` (local index) is the last
+    /// linked, and `bottom` the first, whose link this sets to the list's
+    /// top. One CAS for the whole chain; otherwise as `push`.
+    pub(crate) fn push_chain(&self, mem: &Memory, segment: u32, top: u32, bottom: u32, count: u32, _w: &Window) {
+        let head = &self.heads[segment as usize];
+        let bottom = &mem.entry((segment << SEGMENT_SHIFT) + bottom).entrypoint;
+        let mut cur = Head(head.load(Relaxed));
+        loop {
+            debug_assert!(!cur.closed());
+            // Release: as in `push`.
+            bottom.store(link(cur.top()), Release);
+            let new = cur.next(top + 1, cur.free() + count, false);
+            // SeqCst: as in `push`.
+            match head.compare_exchange_weak(cur.0, new.0, SeqCst, Relaxed) {
+                Ok(_) => return,
+                Err(seen) => cur = Head(seen),
+            }
+        }
+    }
+
+    /// The link word of a free entry whose successor is `local` (for
+    /// callers building a chain for [`Freelists::push_chain`]).
+    pub(crate) fn link_to(local: u32) -> u64 {
+        link(local + 1)
     }
 
     /// Gives a free entry back to its segment. The caller owns the entry (it

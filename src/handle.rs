@@ -180,8 +180,8 @@ impl std::error::Error for Error {}
 /// The metadata word of an entry (16 bits, kept outside the entry and never
 /// released by a sweep so that generations survive it).
 ///
-/// bits 0..2: state, bit 2: the generation has wrapped at least once,
-/// bits 8..16: generation.
+/// bits 0..2: state, bit 2: the generation has wrapped at least once, bit 3:
+/// pinned by `set`, bit 4: claimed by `free_many`, bits 8..16: generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Meta(pub(crate) u16);
 
@@ -193,6 +193,9 @@ impl Meta {
     pub(crate) const WRAPPED: u16 = 4;
     /// A `set` is writing the entry; `free` waits for it to finish.
     pub(crate) const PINNED: u16 = 8;
+    /// A `free_many` has claimed the entry and will free it or let it go;
+    /// `free` and `set` wait, another batch gives up.
+    pub(crate) const CLAIMED: u16 = 16;
 
     #[inline]
     pub(crate) fn generation(self) -> u8 {
@@ -205,6 +208,10 @@ impl Meta {
     #[inline]
     pub(crate) fn pinned(self) -> bool {
         self.0 & Self::PINNED != 0
+    }
+    #[inline]
+    pub(crate) fn claimed(self) -> bool {
+        self.0 & Self::CLAIMED != 0
     }
     /// Whether the entry is allocated by `alloc` with generation `g`.
     #[inline]

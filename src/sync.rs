@@ -46,6 +46,38 @@ impl<T> Mutex<T> {
     }
 }
 
+/// A reader-writer lock that ignores poisoning, for the same reasons as
+/// [`Mutex`]; std's is a futex word too, so a fork child can release a
+/// write lock its fork handlers took.
+pub(crate) struct RwLock<T>(StdRwLock<T>);
+
+#[cfg(not(loom))]
+use std::sync::RwLock as StdRwLock;
+#[cfg(not(loom))]
+pub(crate) use std::sync::{RwLockReadGuard, RwLockWriteGuard};
+#[cfg(loom)]
+use loom::sync::RwLock as StdRwLock;
+#[cfg(loom)]
+pub(crate) use loom::sync::{RwLockReadGuard, RwLockWriteGuard};
+
+impl<T> RwLock<T> {
+    #[cfg(not(loom))]
+    pub(crate) const fn new(value: T) -> Self {
+        RwLock(StdRwLock::new(value))
+    }
+    #[cfg(loom)]
+    pub(crate) fn new(value: T) -> Self {
+        RwLock(StdRwLock::new(value))
+    }
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+    #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))] // used by the fork handlers (in the C ABI)
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, T> {
+        self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// Keeps a value on a cache line of its own so that two threads working on
 /// neighbouring values do not bounce one line between cores.
 #[repr(align(64))]

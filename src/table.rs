@@ -19,8 +19,11 @@ use crate::native::{Key, NativeMap};
 use crate::protect::{self, Window};
 use crate::regions::CodeRegions;
 use crate::sync::{
-    spin_wait, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, CachePadded, Mutex, MutexGuard, Ordering::*,
+    fence, spin_wait, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, CachePadded, Mutex, MutexGuard, Ordering::*,
+    RwLock, RwLockWriteGuard,
 };
+
+mod batch;
 
 /// Number of allocation shards (each with its own current segment).
 #[cfg(not(loom))]
@@ -71,6 +74,14 @@ pub struct Table {
     wrapped: MappedArray<AtomicU8>,
     /// Serialises commit and release of segments.
     grow: Mutex<()>,
+    /// Held for reading by every batch call (`alloc_many`, `free_many`) and
+    /// for writing by the fork handlers, so that a fork child never sees a
+    /// batch half done.
+    batch: RwLock<()>,
+    /// Batch calls started and finished: a refused `alloc` during which a
+    /// batch was in flight looks again after it (see `alloc`).
+    batch_starts: AtomicUsize,
+    batch_ends: AtomicUsize,
     /// 0, or the `Error` code of the last refusal to allocate (the table
     /// full, or memory refused) while nothing has been freed since: later
     /// allocations are refused at once instead of scanning under the lock.
@@ -147,6 +158,9 @@ impl Table {
             shards: MappedArray::zeroed(SHARDS)?,
             wrapped: MappedArray::zeroed(SEGMENTS as usize)?,
             grow: Mutex::new(()),
+            batch: RwLock::new(()),
+            batch_starts: AtomicUsize::new(0),
+            batch_ends: AtomicUsize::new(0),
             refused: AtomicU8::new(0),
             retry_at: AtomicU64::new(0),
             high_water: AtomicU32::new(0),
@@ -275,9 +289,37 @@ impl Table {
         }
         // One write window for the whole operation, committing a segment on
         // the way (rare) included.
+        // SeqCst (a plain load on x86): with the batches' counters, see below.
+        let ends = self.batch_ends.load(SeqCst);
+        {
+            let w = Window::open();
+            match self.take(&w) {
+                Ok(index) => return Ok(Handle::from_raw(self.publish(index, entrypoint, signature, Meta::LIVE, &w))),
+                // The fence: whatever this take read that a batch wrote (an
+                // emptied head, a refusal flag) makes that batch's start
+                // visible here (cold path: only when full).
+                Err(Error::Capacity) if {
+                    fence(SeqCst);
+                    self.batch_starts.load(SeqCst) != ends
+                } => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Full, and a batch was in flight at some point during the take: it
+        // may have held entries for a moment and given them all back (an
+        // `alloc_many` that did not fit). Wait for the batches in flight,
+        // then look once more, so that no free entry is out of reach of this
+        // allocation. (No batch started since `ends` was read, and none was
+        // in flight then, exactly when `starts` still equals `ends`.)
+        self.wait_for_batches();
         let w = Window::open();
         let index = self.take(&w)?;
         Ok(Handle::from_raw(self.publish(index, entrypoint, signature, Meta::LIVE, &w)))
+    }
+
+    /// Returns once every batch call that was in flight has finished.
+    fn wait_for_batches(&self) {
+        drop(self.batch.write());
     }
 
     /// Writes a taken entry and makes it answer to its handle.
@@ -307,6 +349,23 @@ impl Table {
             if current != 0 {
                 if let Some(index) = self.lists.pop(&self.mem, current - 1, w) {
                     return Ok(index);
+                }
+            }
+            current = self.refill(shard, current, w)?;
+        }
+    }
+
+    /// Takes up to `want` (> 0) free entries, at least one, for the calling
+    /// thread's shard, with one CAS per segment run, calling `f` with each;
+    /// returns how many, or why none.
+    fn take_many(&self, want: usize, w: &Window, mut f: impl FnMut(u32)) -> Result<usize, Error> {
+        let shard = shard_index();
+        let mut current = self.shards[shard].load(Relaxed);
+        loop {
+            if current != 0 {
+                let k = self.lists.pop_many(&self.mem, current - 1, want, w, &mut f);
+                if k > 0 {
+                    return Ok(k);
                 }
             }
             current = self.refill(shard, current, w)?;
@@ -475,10 +534,10 @@ impl Table {
         let w = Window::open();
         let mut spins = 0;
         loop {
-            if m.pinned() {
-                // A `set` of this very handle is writing its entry: the
-                // caller is freeing a handle it is also using. Wait for the
-                // one store it has left.
+            if m.pinned() || m.claimed() {
+                // A `set` of this very handle is writing its entry, or a
+                // `free_many` has claimed it: the caller is freeing a handle
+                // it is also using. Wait for the few stores they have left.
                 spin_wait(&mut spins);
                 m = Meta(meta.load(Acquire));
             } else {
@@ -563,8 +622,8 @@ impl Table {
             if !m.is_live(g) {
                 return Err(set_refusal(m, g));
             }
-            if m.pinned() {
-                spin_wait(&mut spins); // another set of this handle
+            if m.pinned() || m.claimed() {
+                spin_wait(&mut spins); // another set, or a free_many, of this handle
                 m = Meta(meta.load(Acquire));
                 continue;
             }
@@ -689,7 +748,13 @@ impl Table {
         // Lock order: natives, then grow (creating a native handle commits a
         // segment while holding the map's lock), then regions (never held
         // with another).
-        TableLocks { _natives: self.natives.lock(), _grow: self.grow.lock(), _regions: self.regions.lock() }
+        // The batch lock comes first: a batch may commit a segment (grow).
+        TableLocks {
+            _batch: self.batch.write(),
+            _natives: self.natives.lock(),
+            _grow: self.grow.lock(),
+            _regions: self.regions.lock(),
+        }
     }
 
     /// Run in a fork child, whose one thread is the only one left, while
@@ -744,8 +809,8 @@ impl Table {
                 }
                 let meta = self.meta(index);
                 let mut m = Meta(meta.load(Relaxed));
-                if m.pinned() {
-                    m = Meta(m.0 & !Meta::PINNED);
+                if m.pinned() || m.claimed() {
+                    m = Meta(m.0 & !(Meta::PINNED | Meta::CLAIMED));
                     meta.store(m.0, Relaxed);
                 }
                 if copied_late && m.state() == Meta::LIVE {
@@ -778,6 +843,7 @@ impl Table {
 /// Every lock of a table, held together (see [`Table::lock_all`]).
 #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))]
 pub(crate) struct TableLocks<'a> {
+    _batch: RwLockWriteGuard<'a, ()>,
     _natives: MutexGuard<'a, crate::native::Arrays>,
     _grow: MutexGuard<'a, ()>,
     _regions: MutexGuard<'a, Vec<(u64, u64)>>,

@@ -170,6 +170,65 @@ fn typed_natives_of_one_address_racing_get_one_handle_per_signature() {
 }
 
 #[test]
+fn overlapping_free_many_batches_free_each_handle_once_and_all_or_nothing() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        let (a, b, c) = (t.alloc(0x10, 0).unwrap(), t.alloc(0x20, 0).unwrap(), t.alloc(0x30, 0).unwrap());
+        let t2 = t.clone();
+        let th = thread::spawn(move || t2.free_many(&[b, c]));
+        let mine = t.free_many(&[a, b]);
+        let theirs = th.join().unwrap();
+        // b is in both: at most one batch wins.
+        assert!(!(mine.is_ok() && theirs.is_ok()));
+        assert_eq!(t.get(a) == 0, mine.is_ok());
+        assert_eq!(t.get(c) == 0, theirs.is_ok());
+        assert_eq!(t.get(b) == 0, mine.is_ok() || theirs.is_ok());
+        let live = [a, b, c].iter().filter(|&&h| t.get(h) != 0).count();
+        assert_eq!(t.stats().live, live);
+    });
+}
+
+#[test]
+fn free_many_racing_free_frees_once() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        let (a, b) = (t.alloc(0x10, 0).unwrap(), t.alloc(0x20, 0).unwrap());
+        let t2 = t.clone();
+        let th = thread::spawn(move || t2.free(b));
+        let batch = t.free_many(&[a, b]);
+        let single = th.join().unwrap();
+        assert!(batch.is_ok() != single.is_ok(), "exactly one frees b");
+        assert_eq!(t.get(a) == 0, batch.is_ok());
+        assert_eq!(t.get(b), 0);
+    });
+}
+
+#[test]
+fn alloc_many_that_does_not_fit_takes_nothing() {
+    model(|| {
+        let t = Arc::new(Table::new().unwrap());
+        // Six allocatable entries (see growth_race_commits_distinct_entries).
+        let held = t.alloc(0x10, 0).unwrap();
+        let t2 = t.clone();
+        let th = thread::spawn(move || {
+            let mut out = [Handle::from_raw(0); 6];
+            (t2.alloc_many(&[0x20; 6], &[1; 6], &mut out), out)
+        });
+        let single = t.alloc(0x30, 0);
+        let (many, out) = th.join().unwrap();
+        // Seven wanted, six exist: the batch can never fit with `held`.
+        assert_eq!(many, Err(Error::Capacity));
+        assert!(out.iter().all(|h| h.raw() == 0));
+        assert!(single.is_ok(), "{single:?} {many:?} {:?}", t.stats());
+        assert_eq!(t.stats().live, 2);
+        t.free(held).unwrap();
+        let mut out = [Handle::from_raw(0); 5];
+        t.alloc_many(&[0x40; 5], &[2; 5], &mut out).unwrap();
+        assert!(out.iter().all(|&h| t.get(h) == 0x40));
+    });
+}
+
+#[test]
 fn set_racing_free_keeps_the_freelist_intact() {
     model(|| {
         let t = Arc::new(Table::new().unwrap());

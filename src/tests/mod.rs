@@ -250,6 +250,62 @@ mod core {
     }
 
     #[test]
+    fn alloc_many_is_all_or_nothing() {
+        let t = table();
+        let eps: Vec<u64> = (0..10_000).map(|i| 0x10_0000 + i * 16).collect();
+        let sigs: Vec<u64> = (0..10_000).map(|i| i % 7).collect();
+        let mut out = vec![Handle::from_raw(0); 10_000];
+        t.alloc_many(&eps, &sigs, &mut out).unwrap();
+        for i in 0..10_000 {
+            assert_eq!(t.call_target(out[i], sigs[i]), eps[i]);
+        }
+        assert_eq!(t.stats().live, 10_000);
+        // A bad argument anywhere: nothing taken, `out` untouched.
+        let before = t.stats();
+        let mut out2 = vec![Handle::from_raw(7); 3];
+        let bad_sig = [1, SIGNATURE_MASK + 1, 2];
+        assert_eq!(t.alloc_many(&eps[..3], &bad_sig, &mut out2), Err(Error::InvalidArgument));
+        let bad_ep = [0x1000, 1 << 63, 0x2000];
+        assert_eq!(t.alloc_many(&bad_ep, &sigs[..3], &mut out2), Err(Error::InvalidArgument));
+        assert_eq!(t.alloc_many(&eps[..3], &sigs[..2], &mut out2), Err(Error::InvalidArgument));
+        assert_eq!(t.alloc_many(&eps[..0], &sigs[..0], &mut out2[..0]), Ok(()));
+        assert!(out2.iter().all(|h| h.raw() == 7));
+        assert_eq!(t.stats(), before);
+        t.free_many(&out).unwrap();
+        assert_eq!(t.stats().live, 0);
+    }
+
+    #[test]
+    fn free_many_is_all_or_nothing() {
+        let t = table();
+        let eps: Vec<u64> = (0..100).map(|i| 0x10_0000 + i * 16).collect();
+        let mut hs = vec![Handle::from_raw(0); 100];
+        t.alloc_many(&eps, &[3; 100], &mut hs).unwrap();
+        let native = t.native_handle(0x9000).unwrap();
+        let stale = {
+            let h = t.alloc(0x5000, 1).unwrap();
+            t.free(h).unwrap();
+            h
+        };
+        for (bad, why) in [
+            (hs[50], Error::DoubleFree),      // the same handle twice
+            (stale, Error::DoubleFree),       // freed before
+            (native, Error::NativeHandle),    // never freeable
+            (Handle::from_raw(0), Error::InvalidHandle),
+        ] {
+            let mut batch = hs.clone();
+            batch.insert(70, bad);
+            assert_eq!(t.free_many(&batch), Err(why));
+            assert_eq!(t.stats().live, 100, "nothing freed");
+            assert!(hs.iter().zip(&eps).all(|(&h, &e)| t.get(h) == e));
+        }
+        t.free_many(&hs).unwrap();
+        assert!(hs.iter().all(|&h| t.get(h) == 0));
+        assert_eq!(t.free_many(&hs[..1]), Err(Error::DoubleFree));
+        assert_eq!(t.stats().live, 0);
+    }
+
+    #[test]
     fn sweep_releases_only_empty_segments_and_keeps_generations() {
         let t = table();
         let per = ENTRIES_PER_SEGMENT as usize;

@@ -1,0 +1,243 @@
+//! Batch calls for whole modules: `alloc_many` and `free_many`, all or
+//! nothing, in one write window each.
+//!
+//! - `alloc_many` checks every argument, then takes the entries one by one,
+//!   chaining the taken ones through their entrypoint words (an entry it
+//!   popped is its own until published, and still answers to no handle: its
+//!   check word is a free one). If a take fails, the chain is walked and
+//!   every entry pushed back; otherwise it is walked once more to publish.
+//!   No heap, no second array.
+//! - `free_many` checks every handle, then claims each entry (a metadata CAS
+//!   that sets `CLAIMED`). A claim that finds the entry claimed (the same
+//!   handle twice in the batch, or an overlapping batch on another thread)
+//!   or no longer live lets every claim of the batch go and fails: nothing
+//!   is freed. Once all are claimed, each is freed as `free` does. `free` and
+//!   `set` wait for a claim to be settled; a batch never waits for another,
+//!   so overlapping batches cannot deadlock (both may fail; neither frees a
+//!   handle twice).
+//! - Both hold the table's batch lock for reading; the fork handlers take it
+//!   for writing, so a fork child sees a batch done or not done, never half.
+
+use super::*;
+
+/// A taken entry's entrypoint word while a batch owns it: the index of the
+/// entry taken before it, plus one (0 ends the chain), tagged like a free
+/// link, so that a popper that read the word by mistake fails its CAS.
+fn chain(previous: Option<u32>) -> u64 {
+    FREE_TAG | previous.map_or(0, |i| u64::from(i) + 1)
+}
+
+fn unchain(word: u64) -> Option<u32> {
+    ((word & !FREE_TAG_MASK) as u32).checked_sub(1)
+}
+
+impl Table {
+    /// Allocates `entrypoints.len()` entries at once: `out[i]` gets the
+    /// handle of (`entrypoints[i]`, `signatures[i]`). All or nothing: every
+    /// argument is checked first, and on any failure nothing is allocated,
+    /// `out` is unchanged and the error says why (`InvalidArgument` for
+    /// different lengths or a bad entrypoint or signature, `NotCode`,
+    /// `Capacity`, `OutOfMemory`). One write window for the whole batch.
+    pub fn alloc_many(&self, entrypoints: &[u64], signatures: &[u64], out: &mut [Handle]) -> Result<(), Error> {
+        let n = entrypoints.len();
+        if signatures.len() != n || out.len() != n {
+            return Err(Error::InvalidArgument);
+        }
+        for (&e, &s) in entrypoints.iter().zip(signatures) {
+            self.check_code(e)?;
+            if s > SIGNATURE_MASK {
+                return Err(Error::InvalidArgument);
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        if n > CAPACITY {
+            return Err(Error::Capacity);
+        }
+        // Twice at most: a batch that does not fit while another batch is in
+        // flight waits for it (which may give entries back) and tries again.
+        let mut second_try = false;
+        let last = loop {
+            let batch = self.batch.read();
+            let ends = self.batch_ends.load(SeqCst);
+            // SeqCst: pairs with the loads in `alloc`'s refusal path.
+            self.batch_starts.fetch_add(1, SeqCst);
+            let w = Window::open();
+            let taken = self.take_chain(n, &w);
+            if taken.is_err() {
+                self.batch_ends.fetch_add(1, SeqCst);
+            }
+            match taken {
+                Ok(last) => break (batch, w, last),
+                // Another batch was in flight (every start but ours ended
+                // before we began, and none began since, exactly when the
+                // starts are `ends + 1`).
+                Err(Error::Capacity) if !second_try && {
+                    fence(SeqCst); // as in `alloc`
+                    self.batch_starts.load(SeqCst) != ends + 1
+                } => {
+                    drop(w);
+                    drop(batch);
+                    self.wait_for_batches();
+                    second_try = true;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        // The one window of the batch (two only after a wait, above).
+        let (_batch, w, last) = last;
+        // The chain runs from the last taken to the first: publish backwards.
+        let mut cur = Some(last);
+        for i in (0..n).rev() {
+            let index = cur.expect("the chain holds one entry per handle");
+            cur = unchain(self.entry(index).entrypoint.load(Relaxed));
+            out[i] = Handle::from_raw(self.publish(index, entrypoints[i], signatures[i], Meta::LIVE, &w));
+        }
+        self.batch_ends.fetch_add(1, SeqCst);
+        Ok(())
+    }
+
+    /// Takes `n` (> 0) entries, chained through their entrypoint words, and
+    /// returns the last one taken; or takes none (every one taken is pushed
+    /// back) and returns why.
+    fn take_chain(&self, n: usize, w: &Window) -> Result<u32, Error> {
+        let mut last: Option<u32> = None;
+        let mut taken = 0;
+        while taken < n {
+            let got = self.take_many(n - taken, w, |index| {
+                // Relaxed: only this thread reads the word back (a stray
+                // popper's CAS fails on the moved tag).
+                self.entry(index).entrypoint.store(chain(last), Relaxed);
+                last = Some(index);
+            });
+            match got {
+                Ok(k) => taken += k,
+                Err(e) => {
+                    let mut cur = last;
+                    while let Some(index) = cur {
+                        cur = unchain(self.entry(index).entrypoint.load(Relaxed));
+                        self.lists.push(&self.mem, index, w);
+                    }
+                    // As in `free`: entries came back, so a refusal noted
+                    // by `take` no longer holds.
+                    if self.refused.load(SeqCst) != 0 {
+                        self.refused.store(0, Relaxed);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(last.expect("n > 0"))
+    }
+
+    /// Frees every handle of `handles`, all or nothing: if any is invalid,
+    /// stale, native, already freed, repeated in the batch or claimed by a
+    /// concurrent `free_many` (a caller bug), none is freed and the error
+    /// says why (`InvalidHandle`, `DoubleFree`, `NativeHandle`). One write
+    /// window for the whole batch.
+    pub fn free_many(&self, handles: &[Handle]) -> Result<(), Error> {
+        protect::ensure_read();
+        // Every handle first, without a window: the common failures cost
+        // no claim.
+        for h in handles {
+            let (index, g) = self.split(h.raw());
+            if index == 0 || index >= LAST_INDEX {
+                return Err(Error::InvalidHandle);
+            }
+            let m = Meta(self.meta(index).load(Acquire));
+            if !m.is_live(g) {
+                return Err(self.refusal(index, m, g));
+            }
+        }
+        if handles.is_empty() {
+            return Ok(());
+        }
+        let _batch = self.batch.read();
+        self.batch_starts.fetch_add(1, SeqCst);
+        let w = Window::open();
+        let mut claimed = 0;
+        let mut failure = None;
+        'claims: for h in handles {
+            let (index, g) = self.split(h.raw());
+            let meta = self.meta(index);
+            let mut m = Meta(meta.load(Acquire));
+            let mut spins = 0;
+            loop {
+                if !m.is_live(g) {
+                    failure = Some(self.refusal(index, m, g));
+                    break 'claims;
+                }
+                if m.claimed() {
+                    // Claimed by this batch (the handle twice) or by an
+                    // overlapping one: a double free either way.
+                    failure = Some(Error::DoubleFree);
+                    break 'claims;
+                }
+                if m.pinned() {
+                    spin_wait(&mut spins); // a set of this handle: one store left
+                    m = Meta(meta.load(Acquire));
+                    continue;
+                }
+                // Acquire: the winner sees everything the entry's users did.
+                match meta.compare_exchange_weak(m.0, m.0 | Meta::CLAIMED, Acquire, Acquire) {
+                    Ok(_) => break,
+                    Err(seen) => m = Meta(seen),
+                }
+            }
+            claimed += 1;
+        }
+        if let Some(e) = failure {
+            for h in &handles[..claimed] {
+                let (index, _) = self.split(h.raw());
+                // Release: pairs with the Acquire of whoever waits on it.
+                self.meta(index).fetch_and(!Meta::CLAIMED, Release);
+            }
+            self.batch_ends.fetch_add(1, SeqCst);
+            return Err(e);
+        }
+        // Free each as `free` does, linking runs of entries of one segment
+        // into a chain that goes back with one CAS.
+        let mut run: Option<(u32, u32, u32, u32)> = None; // segment, top, bottom, count
+        for h in handles {
+            let (index, _) = self.split(h.raw());
+            // Ours: `free`, `set` and other batches leave a claimed word alone.
+            let m = Meta(self.meta(index).load(Relaxed));
+            let freed = m.freed();
+            // Release: a thread that waited on the claim sees the entry's
+            // last contents before it sees it free.
+            self.meta(index).store(freed.0, Release);
+            let next = freed.generation();
+            // As in `free`: the generation that outlives a sweep, then the
+            // next generation's check word, both before the push.
+            self.mem.generation(index).store(next, Relaxed);
+            let segment = index >> SEGMENT_SHIFT;
+            if next == 0 {
+                self.wrapped[segment as usize].store(1, Relaxed);
+            }
+            self.entry(index).check.store(self.free_check(index, next), Release);
+            let local = index & (ENTRIES_PER_SEGMENT - 1);
+            run = match run {
+                Some((s, top, bottom, count)) if s == segment => {
+                    // Release: as a push's link (after the check word).
+                    self.entry(index).entrypoint.store(Freelists::link_to(top), Release);
+                    Some((s, local, bottom, count + 1))
+                }
+                other => {
+                    if let Some((s, top, bottom, count)) = other {
+                        self.lists.push_chain(&self.mem, s, top, bottom, count, &w);
+                    }
+                    Some((segment, local, local, 1))
+                }
+            };
+        }
+        if let Some((s, top, bottom, count)) = run {
+            self.lists.push_chain(&self.mem, s, top, bottom, count, &w);
+        }
+        if self.refused.load(SeqCst) != 0 {
+            self.refused.store(0, Relaxed);
+        }
+        self.batch_ends.fetch_add(1, SeqCst);
+        Ok(())
+    }
+}
