@@ -376,54 +376,60 @@ mod mmap {
             mapped
         }
 
-        /// Maps anonymous read-only memory back over a segment's view and
-        /// alias (readers see the zero page, never a fault), then frees its
-        /// memfd range.
-        fn unmap_segment(&self, segment: u32, fd: i32) {
-            let off = segment as usize * ENTRY_SEGMENT_BYTES;
+        /// Maps anonymous read-only memory back over the view and alias of
+        /// `count` segments from `first` (readers see the zero page, never a
+        /// fault), then frees their memfd range.
+        fn unmap_segments(&self, first: u32, count: u32, fd: i32) {
+            let off = first as usize * ENTRY_SEGMENT_BYTES;
+            let len = count as usize * ENTRY_SEGMENT_BYTES;
             let alias = self.writable().cast::<u8>().wrapping_add(off);
             let view = self.entries.as_ptr().cast::<u8>().wrapping_add(off);
             // Failures leave the file mapping in place: still correct (the
             // entries are free), only not released.
-            if map_anon(view, ENTRY_SEGMENT_BYTES, libc::MAP_FIXED).is_ok()
-                && map_anon(alias, ENTRY_SEGMENT_BYTES, libc::MAP_FIXED).is_ok()
-            {
+            if map_anon(view, len, libc::MAP_FIXED).is_ok() && map_anon(alias, len, libc::MAP_FIXED).is_ok() {
                 // SAFETY: advice on the alias range just mapped; then a
                 // punch of our memfd's range, which no mapping shows anymore.
                 unsafe {
-                    libc::madvise(alias.cast(), ENTRY_SEGMENT_BYTES, libc::MADV_DONTFORK);
+                    libc::madvise(alias.cast(), len, libc::MADV_DONTFORK);
                     libc::fallocate(
                         fd,
                         libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
                         off as libc::off_t,
-                        ENTRY_SEGMENT_BYTES as libc::off_t,
+                        len as libc::off_t,
                     );
                 }
             }
         }
 
-        /// Gives a segment's entry and metadata pages back to the OS.
-        /// Concurrent readers see either the old contents or zero, and never
-        /// fault; the metadata stays writable (see the module docs).
-        pub(crate) fn release_entries(&self, segment: u32) {
-            let m = self.meta(segment * ENTRIES_PER_SEGMENT) as *const AtomicU16 as *mut u8;
-            // SAFETY: one segment's metadata in our reservation; every entry
-            // of the segment is free (the caller closed it), so the words
-            // read back as zero (free) is what they would say anyway, up to
-            // the generation, which the generation bytes keep.
-            unsafe { libc::madvise(m.cast(), META_SEGMENT_BYTES, libc::MADV_DONTNEED) };
+        fn unmap_segment(&self, segment: u32, fd: i32) {
+            self.unmap_segments(segment, 1, fd);
+        }
+
+        /// Gives the entry and metadata pages of `count` consecutive
+        /// segments from `first` back to the OS, with a few system calls for
+        /// the whole run. Concurrent readers see either the old contents or
+        /// zero, and never fault; the metadata stays writable (see the
+        /// module docs).
+        pub(crate) fn release_entries(&self, first: u32, count: u32) {
+            let m = self.meta(first * ENTRIES_PER_SEGMENT) as *const AtomicU16 as *mut u8;
+            // SAFETY: the segments' metadata in our reservation; every entry
+            // of them is free (the caller closed them), so the words read
+            // back as zero (free) is what they would say anyway, up to the
+            // generation, which the generation bytes keep.
+            unsafe { libc::madvise(m.cast(), count as usize * META_SEGMENT_BYTES, libc::MADV_DONTNEED) };
             if let Some(fd) = self.memfd() {
-                self.unmap_segment(segment, fd);
+                self.unmap_segments(first, count, fd);
                 return;
             }
-            let p = self.entry(segment * ENTRIES_PER_SEGMENT) as *const Entry as *mut u8;
-            // SAFETY: the range is one segment of our reservation, and no
-            // entry in it is allocated (the caller closed the segment).
-            unsafe { libc::madvise(p.cast(), ENTRY_SEGMENT_BYTES, libc::MADV_DONTNEED) };
+            let p = self.entry(first * ENTRIES_PER_SEGMENT) as *const Entry as *mut u8;
+            let len = count as usize * ENTRY_SEGMENT_BYTES;
+            // SAFETY: the range is whole segments of our reservation, and no
+            // entry in them is allocated (the caller closed the segments).
+            unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) };
             // Read-only again: uncharges the commit and makes stray writes
             // fault. It cannot fail for lack of memory in a way that matters:
             // the pages are already gone, and a failure leaves them writable.
-            let _ = protect(p, ENTRY_SEGMENT_BYTES, libc::PROT_READ);
+            let _ = protect(p, len, libc::PROT_READ);
         }
 
         /// In a fork child (the only thread), in the alias mode: the child
@@ -677,12 +683,12 @@ mod model {
         pub(crate) fn commit_entries(&self, _: u32) -> Result<(), Error> {
             Ok(())
         }
-        pub(crate) fn release_entries(&self, segment: u32) {
-            for i in 0..ENTRIES_PER_SEGMENT {
-                let e = self.entry(segment * ENTRIES_PER_SEGMENT + i);
+        pub(crate) fn release_entries(&self, first: u32, count: u32) {
+            for i in first * ENTRIES_PER_SEGMENT..(first + count) * ENTRIES_PER_SEGMENT {
+                let e = self.entry(i);
                 e.entrypoint.store(0, Relaxed);
                 e.check.store(0, Relaxed);
-                self.meta(segment * ENTRIES_PER_SEGMENT + i).store(0, Relaxed);
+                self.meta(i).store(0, Relaxed);
             }
         }
     }

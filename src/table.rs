@@ -683,20 +683,37 @@ impl Table {
         let mut released = 0;
         // One window for the whole sweep, opened at the first candidate.
         let mut window: Option<Window> = None;
-        for s in 0..end {
+        let candidate = |s: u32| {
             let head = self.lists.head(s);
-            if head.closed() || head.free() != segment_capacity(s) {
+            !head.closed() && head.free() == segment_capacity(s)
+        };
+        let mut s = 0;
+        while s < end {
+            if !candidate(s) {
+                s += 1;
                 continue;
             }
             let w = window.get_or_insert_with(Window::open);
+            // Under the growth lock (no commit picks a segment between its
+            // close and its release), close a run of consecutive empty
+            // segments, then release the run with a few system calls.
             let _g = self.grow.lock();
-            if self.lists.close_if_empty(s, w) {
+            let first = s;
+            while s < end && candidate(s) && self.lists.close_if_empty(s, w) {
                 self.owner[s as usize].store(0, Relaxed);
-                self.mem.release_entries(s);
-                self.state[s as usize].store(RELEASED, Relaxed);
-                self.committed.fetch_sub(1, Relaxed);
-                released += 1;
+                s += 1;
             }
+            let count = s - first;
+            if count == 0 {
+                s += 1; // taken from under us: not empty any more
+                continue;
+            }
+            self.mem.release_entries(first, count);
+            for r in first..s {
+                self.state[r as usize].store(RELEASED, Relaxed);
+            }
+            self.committed.fetch_sub(count as usize, Relaxed);
+            released += count as usize;
         }
         released
     }
