@@ -545,17 +545,7 @@ impl Table {
                 // sees everything the entry's users did before.
                 match meta.compare_exchange_weak(m.0, m.freed().0, AcqRel, Acquire) {
                     Ok(_) => {
-                        let next = m.freed().generation();
-                        // The generation that outlives a sweep, and the check
-                        // word of the next generation, which no handle has:
-                        // from here on the handle answers nowhere. Both
-                        // before the push (SeqCst) that makes the entry
-                        // reusable (see `read_entry`).
-                        self.mem.generation(index).store(next, Relaxed);
-                        if next == 0 {
-                            self.wrapped[(index >> SEGMENT_SHIFT) as usize].store(1, Relaxed);
-                        }
-                        self.entry(index).check.store(self.free_check(index, next), Release);
+                        self.retire(index, m.freed().generation(), &w);
                         break;
                     }
                     Err(seen) => m = Meta(seen),
@@ -572,6 +562,20 @@ impl Table {
             self.refused.store(0, Relaxed);
         }
         Ok(())
+    }
+
+    /// After the metadata of `index` says free with generation `next`: the
+    /// generation that outlives a sweep, and the check word of the next
+    /// generation, which no handle has; from here on the freed handle
+    /// answers nowhere. Both before the push (SeqCst) that makes the entry
+    /// reusable (see `read_entry`). Shared by `free` and `free_many`.
+    #[inline(always)]
+    fn retire(&self, index: u32, next: u8, _w: &Window) {
+        self.mem.generation(index).store(next, Relaxed);
+        if next == 0 {
+            self.wrapped[(index >> SEGMENT_SHIFT) as usize].store(1, Relaxed);
+        }
+        self.entry(index).check.store(self.free_check(index, next), Release);
     }
 
     /// Replaces a live handle's entrypoint (tier-up); the signature is kept.

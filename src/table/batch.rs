@@ -207,15 +207,8 @@ impl Table {
             // Release: a thread that waited on the claim sees the entry's
             // last contents before it sees it free.
             self.meta(index).store(freed.0, Release);
-            let next = freed.generation();
-            // As in `free`: the generation that outlives a sweep, then the
-            // next generation's check word, both before the push.
-            self.mem.generation(index).store(next, Relaxed);
+            self.retire(index, freed.generation(), &w);
             let segment = index >> SEGMENT_SHIFT;
-            if next == 0 {
-                self.wrapped[segment as usize].store(1, Relaxed);
-            }
-            self.entry(index).check.store(self.free_check(index, next), Release);
             let local = index & (ENTRIES_PER_SEGMENT - 1);
             run = match run {
                 Some((s, top, bottom, count)) if s == segment => {
