@@ -617,6 +617,71 @@ impl Report {
     }
 }
 
+// ------------------------------------------------------------ the floor
+
+const FLOOR_OPS: usize = 10_000_000;
+
+/// One uncontended atomic read-modify-write (a CAS that succeeds), ns.
+fn rmw_ns() -> f64 {
+    let a = AtomicU64::new(0);
+    let a = black_box(&a);
+    let d = best_of(|| {
+        timed(|| {
+            for i in 0..FLOOR_OPS as u64 {
+                let _ = a.compare_exchange(i, i + 1, AcqRel, Relaxed);
+            }
+        })
+    });
+    ns(d, FLOOR_OPS)
+}
+
+#[inline(never)]
+extern "C" fn empty_callee(x: u64) -> u64 {
+    x
+}
+
+/// One call through a function pointer to an empty function, ns.
+fn call_ns() -> f64 {
+    let f: extern "C" fn(u64) -> u64 = black_box(empty_callee);
+    let d = best_of(|| {
+        timed(|| {
+            for i in 0..FLOOR_OPS as u64 {
+                black_box(f(black_box(i)));
+            }
+        })
+    });
+    ns(d, FLOOR_OPS)
+}
+
+/// What a pair cannot go below, next to what it costs (issue 14): double-free
+/// detection needs one atomic RMW per free, and the C ABI one call per
+/// alloc and per free; the stores that publish and retire an entry come on
+/// top.
+fn floor_report(r: &mut Report, pair: f64, burst: f64, churn1: f64, module: f64) {
+    let (rmw, call) = (rmw_ns(), call_ns());
+    let pair_floor = rmw + 2.0 * call;
+    println!("floor: one uncontended RMW {rmw:.2} ns, one empty call through a pointer {call:.2} ns");
+    let _ = writeln!(
+        r.md,
+        "\n## The floor\n\nMeasured in this run: one uncontended atomic RMW (a successful CAS) \
+         **{rmw:.2} ns**; one call through a function pointer to an empty function **{call:.2} ns**. \
+         Double-free detection needs one RMW per free, and the C ABI one call per alloc and per \
+         free, so an alloc+free pair cannot cost less than one RMW and two calls ({pair_floor:.2} ns) \
+         plus the stores that publish and retire the entry. A batch (the module scenario) pays the \
+         RMW per function but the calls once per batch.\n\n\
+         | scenario | ns per pair or function | floor | x floor |\n|---|---|---|---|"
+    );
+    for (name, v, fl) in [
+        ("alloc_free", pair, pair_floor),
+        ("alloc_burst (1M, per pair)", burst, pair_floor),
+        ("churn, 1 thread (per op: verify, free, alloc)", churn1, pair_floor),
+        ("module (batch calls, per function)", module, rmw),
+    ] {
+        println!("  {name:<46} {v:>7.2} ns, floor {fl:.2} ns: {:.1}x", v / fl);
+        let _ = writeln!(r.md, "| {name} | {v:.2} | {fl:.2} | {:.1}x |", v / fl);
+    }
+}
+
 // ------------------------------------------------------ protection modes
 
 /// Best of five: fork, the child exits at once, the parent waits.
@@ -852,6 +917,7 @@ fn main() {
             sw.rss_swept_mb, sv.rss_swept_mb
         ));
     }
+    floor_report(&mut r, aw, bw, churn_w[0], mw);
     protection_modes(&mut r);
     let scaling = churn_w[3] / churn_w[1];
     if scaling > 1.5 {
