@@ -371,7 +371,7 @@ mod mmap {
             let mapped = map_file(alias, ENTRY_SEGMENT_BYTES, libc::PROT_READ | libc::PROT_WRITE, fd, off)
                 .and_then(|()| map_file(view, ENTRY_SEGMENT_BYTES, libc::PROT_READ, fd, off));
             if mapped.is_err() {
-                self.unmap_segment(segment, fd);
+                self.unmap_segments(segment, 1, fd);
             }
             mapped
         }
@@ -399,10 +399,6 @@ mod mmap {
                     );
                 }
             }
-        }
-
-        fn unmap_segment(&self, segment: u32, fd: i32) {
-            self.unmap_segments(segment, 1, fd);
         }
 
         /// Gives the entry and metadata pages of `count` consecutive
@@ -436,14 +432,14 @@ mod mmap {
         /// inherited no mapping of the committed segments (`MADV_DONTFORK`),
         /// and must not share the parent's memfd. Copies every committed
         /// segment into a new memfd, maps it at the same view addresses and
-        /// at a new random alias, and closes the parent's memfd. Returns the
-        /// bytes copied. If that cannot be done (no memory), the child's
+        /// at a new random alias, and closes the parent's memfd. If that
+        /// cannot be done (no memory), the child's
         /// entries read as zero everywhere (every call through the table is
         /// refused) and its writes go to private memory: never to the parent.
-        pub(crate) fn rebuild_after_fork(&self, committed: impl Fn(u32) -> bool) -> usize {
-            let Some(old) = self.memfd() else { return 0 };
+        pub(crate) fn rebuild_after_fork(&self, committed: impl Fn(u32) -> bool) {
+            let Some(old) = self.memfd() else { return };
             let segments = (ENTRY_BYTES / ENTRY_SEGMENT_BYTES) as u32;
-            let rebuilt = (|| -> Result<usize, Error> {
+            let rebuilt = (|| -> Result<(), Error> {
                 let fd = new_memfd()?;
                 let alias = match reserve_secret(ENTRY_BYTES) {
                     Ok(a) => a,
@@ -455,7 +451,6 @@ mod mmap {
                 };
                 // SAFETY: advice on the reservation just made.
                 unsafe { libc::madvise(alias.as_ptr().cast(), ENTRY_BYTES, libc::MADV_DONTFORK) };
-                let mut copied = 0;
                 // Runs of consecutive committed segments: one copy and two
                 // mappings per run.
                 let mut s = 0;
@@ -472,13 +467,12 @@ mod mmap {
                     copy_range(old, fd, off, len)?;
                     map_file(alias.as_ptr().wrapping_add(off), len, libc::PROT_READ | libc::PROT_WRITE, fd, off)?;
                     map_file(self.entries.as_ptr().cast::<u8>().wrapping_add(off), len, libc::PROT_READ, fd, off)?;
-                    copied += len;
                 }
                 self.alias.store(alias.as_ptr().cast(), std::sync::atomic::Ordering::Relaxed);
                 self.fd.store(fd, std::sync::atomic::Ordering::Relaxed);
-                Ok(copied)
+                Ok(())
             })();
-            let copied = rebuilt.unwrap_or_else(|_| {
+            if rebuilt.is_err() {
                 // Fail closed: zero pages in the view's holes, a private
                 // writable alias (fresh, so entries read as free).
                 for s in (0..segments).filter(|&s| committed(s)) {
@@ -500,11 +494,9 @@ mod mmap {
                     self.alias.store(p.cast(), std::sync::atomic::Ordering::Relaxed);
                 }
                 self.fd.store(-1, std::sync::atomic::Ordering::Relaxed);
-                0
-            });
+            }
             // SAFETY: the parent's memfd, inherited; the child maps none of it.
             unsafe { libc::close(old) };
-            copied
         }
     }
 

@@ -287,11 +287,11 @@ impl Table {
         if signature > SIGNATURE_MASK {
             return Err(Error::InvalidArgument);
         }
-        // One write window for the whole operation, committing a segment on
-        // the way (rare) included.
         // SeqCst (a plain load on x86): with the batches' counters, see below.
         let ends = self.batch_ends.load(SeqCst);
         {
+            // One write window for the whole operation, committing a segment
+            // on the way (rare) included.
             let w = Window::open();
             match self.take(&w) {
                 Ok(index) => return Ok(Handle::from_raw(self.publish(index, entrypoint, signature, Meta::LIVE, &w))),
