@@ -2,12 +2,60 @@
 #include "check.h"
 #include "wcpt.h"
 
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* A thread that frees one handle (onto its own stack of free entries),
+ * tells the main thread, then waits until told to exit. */
+struct holder {
+  wcpt_handle h;
+  sem_t freed, done;
+  int wait;
+  wcpt_status status;
+};
+
+static void *hold(void *arg) {
+  struct holder *x = arg;
+  x->status = wcpt_free(x->h);
+  sem_post(&x->freed);
+  if (x->wait) sem_wait(&x->done);
+  return NULL;
+}
+
+/* While the table is full: an entry freed by another thread is on that
+ * thread's stack, not on a freelist. An allocation takes it back, whether
+ * that thread is still alive (and idle) or has exited. */
+static void full_table_reaches_other_threads_stacks(wcpt_handle *hs) {
+  for (int wait = 1; wait >= 0; wait--) {
+    struct holder x = {.h = *hs, .wait = wait};
+    sem_init(&x.freed, 0, 0);
+    sem_init(&x.done, 0, 0);
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, hold, &x), 0);
+    sem_wait(&x.freed);
+    CHECK_EQ(x.status, WCPT_OK);
+    if (!wait) pthread_join(t, NULL);
+    wcpt_handle again = wcpt_alloc(0x7000, 2);
+    CHECK(again != WCPT_INVALID_HANDLE);
+    CHECK_EQ(again & WCPT_INDEX_MASK, *hs & WCPT_INDEX_MASK);
+    CHECK_EQ(wcpt_get_checked(again, 2), 0x7000);
+    CHECK_EQ(wcpt_alloc(0x7000, 2), WCPT_INVALID_HANDLE);
+    CHECK_EQ(wcpt_last_error(), WCPT_ERR_CAPACITY);
+    *hs = again;
+    if (wait) {
+      sem_post(&x.done);
+      pthread_join(t, NULL);
+    }
+    sem_destroy(&x.freed);
+    sem_destroy(&x.done);
+  }
+}
 
 static void test_exhaustion(void) {
   if (getenv("WCPT_TEST_QUICK")) SKIP("16.7 million allocations are too slow in quick mode");
@@ -45,6 +93,7 @@ static void test_exhaustion(void) {
   CHECK_EQ(again & WCPT_INDEX_MASK, hs[777777] & WCPT_INDEX_MASK);
   CHECK_EQ(wcpt_alloc(0x6000, 1), WCPT_INVALID_HANDLE);
   hs[777777] = again;
+  full_table_reaches_other_threads_stacks(&hs[4242424]);
   /* Free everything; the sweep gives back all but segment 0's native. */
   for (size_t i = 0; i < want; i++) CHECK_EQ(wcpt_free(hs[i]), WCPT_OK);
   size_t released = wcpt_sweep(0);

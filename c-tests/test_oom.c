@@ -165,7 +165,8 @@ static void sweep_window(const char *name, site_fn site, int resource, long lo, 
 }
 
 /* The table's address space: 256 MiB of entries, 32 MiB of metadata, 16 MiB
- * of generation bytes, plus about 300 KiB of control state; in the alias
+ * of generation bytes, plus about 370 KiB of control state (64 KiB of it the
+ * per-thread stacks of free entries); in the alias
  * mode, another 256 MiB for the alias of the entries. */
 #define RESERVE_KIB (304L * 1024 + (wcpt_protection_mode() == WCPT_PROTECTION_ALIAS ? 256L * 1024 : 0))
 

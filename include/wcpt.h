@@ -283,7 +283,7 @@ wcpt_handle wcpt_alloc(uintptr_t entrypoint, uint64_t signature);
 
 /**
  * Frees an entry allocated with `wcpt_alloc`; its handle never answers again
- * (until its 8-bit generation wraps after 256 frees of the same entry).
+ * (until its 8-bit generation wraps after 255 frees of the same entry).
  *
  * Returns `WCPT_OK`, `WCPT_ERR_INVALID_HANDLE`, `WCPT_ERR_DOUBLE_FREE` or
  * `WCPT_ERR_NATIVE_HANDLE`; a refused call changes nothing. Of two threads

@@ -239,6 +239,7 @@ fn init_slow() -> Result<&'static Table, Error> {
             return Err(Error::OutOfMemory);
         }
         ATFORK.store(true, Relaxed);
+        crate::thread_slot::set_exit_hook(thread_exit);
     }
     let p = GLOBAL.load(Acquire);
     if !p.is_null() {
@@ -259,6 +260,18 @@ fn init_slow() -> Result<&'static Table, Error> {
     GLOBAL.store(t, Release);
     // SAFETY: just created and published; freed only by wcpt_teardown.
     Ok(unsafe { &*t })
+}
+
+/// Run when a thread that had a thread slot exits: its stack of free
+/// entries goes back on the freelists of the process-wide table. Under
+/// LIFECYCLE, so that it never meets a teardown.
+fn thread_exit() {
+    boundary((), || {
+        let _g = LIFECYCLE.lock();
+        if let Some(t) = existing_table() {
+            t.flush_own_cache();
+        }
+    })
 }
 
 /// The locks `fork_prepare` holds until `fork_parent` or `fork_child`, in a
@@ -329,6 +342,7 @@ extern "C" fn fork_parent() {
 /// locks are still held, tells the parent it is done, then releases them.
 extern "C" fn fork_child() {
     boundary((), || {
+        crate::thread_slot::after_fork_child();
         if let Some(t) = existing_table() {
             t.repair_after_fork();
         }
@@ -409,7 +423,7 @@ pub extern "C" fn wcpt_alloc(entrypoint: usize, signature: u64) -> wcpt_handle {
 }
 
 /// Frees an entry allocated with `wcpt_alloc`; its handle never answers again
-/// (until its 8-bit generation wraps after 256 frees of the same entry).
+/// (until its 8-bit generation wraps after 255 frees of the same entry).
 ///
 /// Returns `WCPT_OK`, `WCPT_ERR_INVALID_HANDLE`, `WCPT_ERR_DOUBLE_FREE` or
 /// `WCPT_ERR_NATIVE_HANDLE`; a refused call changes nothing. Of two threads

@@ -47,6 +47,7 @@ mod protect;
 mod regions;
 mod sync;
 mod table;
+mod thread_slot;
 
 #[cfg(all(feature = "capi", not(loom)))]
 pub mod ffi;

@@ -24,6 +24,9 @@ use crate::sync::{
 };
 
 mod batch;
+mod cache;
+
+use cache::Caches;
 
 /// Number of allocation shards (each with its own current segment).
 #[cfg(not(loom))]
@@ -96,6 +99,8 @@ pub struct Table {
     committed: AtomicUsize,
     natives: NativeMap,
     regions: CodeRegions,
+    /// Per-thread stacks of free entries (`table/cache.rs`).
+    caches: Caches,
     /// Added to every generation in this table's handles, different for each
     /// table created in the process, so that handles of a torn-down table do
     /// not name the entries of its successor.
@@ -103,6 +108,7 @@ pub struct Table {
 }
 
 /// Not a model-checked atomic even under loom: it only numbers tables.
+#[cfg(not(loom))]
 static NEXT_SALT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// A hash of the calling thread's identity, the same for every call on one
@@ -112,22 +118,9 @@ static NEXT_SALT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new
 /// Async-signal-safe.
 #[inline]
 pub(crate) fn thread_hash() -> usize {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+    #[cfg(not(loom))]
     {
-        let tp: usize;
-        // SAFETY: on x86-64 Linux, fs:0 holds the thread control block's own
-        // address (the thread pointer); reading it has no side effect.
-        unsafe {
-            core::arch::asm!("mov {}, fs:0", out(reg) tp,
-                options(nostack, readonly, preserves_flags, pure));
-        }
-        tp.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-    #[cfg(all(not(all(target_arch = "x86_64", target_os = "linux")), not(loom)))]
-    {
-        thread_local!(static TOKEN: u8 = const { 0 });
-        let tp = TOKEN.with(|t| t as *const u8 as usize);
-        tp.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        crate::thread_slot::thread_pointer().wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
     #[cfg(loom)]
     {
@@ -148,6 +141,15 @@ fn shard_index() -> usize {
 impl Table {
     /// Reserves a new, empty table. Nothing is committed until first use.
     pub fn new() -> Result<Table, Error> {
+        // Under loom the per-thread stacks are modelled only where a model
+        // asks for them (`with_thread_caches`): each stack operation adds
+        // steps to every interleaving of the models of other paths.
+        Self::with_thread_caches(cfg!(not(loom)))
+    }
+
+    /// A new table, with per-thread stacks of free entries if `on` (and the
+    /// machine has the barriers they need; see `thread_slot.rs`).
+    pub(crate) fn with_thread_caches(on: bool) -> Result<Table, Error> {
         protect::init();
         const _: () = assert!(NEVER_COMMITTED == 0, "a zeroed state array is all NEVER_COMMITTED");
         Ok(Table {
@@ -167,8 +169,14 @@ impl Table {
             committed: AtomicUsize::new(0),
             natives: NativeMap::new()?,
             regions: CodeRegions::new()?,
-            // An odd step visits all 256 salts before repeating one.
+            caches: Caches::new(on)?,
+            // An odd step visits all 256 salts before repeating one. Under
+            // loom, 0 in every execution (a model must be deterministic), so
+            // the models meet the skipped generation (see `publish`).
+            #[cfg(not(loom))]
             salt: NEXT_SALT.fetch_add(0x9D, Relaxed),
+            #[cfg(loom)]
+            salt: 0,
         })
     }
 
@@ -178,10 +186,13 @@ impl Table {
         self.mem.base().cast()
     }
 
-    /// (index, metadata generation) of a handle of this table.
+    /// (index, metadata generation) of a handle of this table; index 0 (which
+    /// every caller refuses as an invalid handle) for a handle of generation
+    /// byte 0, which is never issued (see `publish`).
     #[inline(always)]
     fn split(&self, handle: u32) -> (u32, u8) {
         let (index, g) = split(handle);
+        let index = if g == 0 { 0 } else { index };
         (index, g.wrapping_sub(self.salt))
     }
 
@@ -273,6 +284,7 @@ impl Table {
         check_word(join(index, g.wrapping_add(self.salt)), NATIVE_SIGNATURE)
     }
 
+    #[inline(always)]
     fn check_code(&self, entrypoint: u64) -> Result<(), Error> {
         if !is_user_address(entrypoint) {
             return Err(Error::InvalidArgument);
@@ -293,6 +305,10 @@ impl Table {
             // One write window for the whole operation, committing a segment
             // on the way (rare) included.
             let w = Window::open();
+            // The calling thread's stack first: no atomic RMW at all.
+            if let Some(index) = self.cached_take(&w) {
+                return Ok(Handle::from_raw(self.publish(index, entrypoint, signature, Meta::LIVE, &w)));
+            }
             match self.take(&w) {
                 Ok(index) => return Ok(Handle::from_raw(self.publish(index, entrypoint, signature, Meta::LIVE, &w))),
                 // The fence: whatever this take read that a batch wrote (an
@@ -328,7 +344,18 @@ impl Table {
         let entry = self.entry(index);
         let meta = self.meta(index);
         // We own the entry (popped it): nobody else writes its metadata.
-        let m = Meta(meta.load(Relaxed));
+        let mut m = Meta(meta.load(Relaxed));
+        if m.generation().wrapping_add(self.salt) == 0 {
+            // No handle has generation byte 0: a released page reads as
+            // zeros, and a check word of 0 must answer no handle ever issued
+            // (a lookup that read the entrypoint just before a sweep released
+            // the page, and the check word just after, would otherwise take
+            // that entrypoint). Skip to the next generation.
+            m = m.freed();
+            if m.generation() == 0 {
+                self.wrapped[(index >> SEGMENT_SHIFT) as usize].store(1, Relaxed);
+            }
+        }
         let handle = join(index, m.generation().wrapping_add(self.salt));
         // Release: a reader that sees this entrypoint sees that the previous
         // occupant's check word was replaced (see `read_entry`).
@@ -401,7 +428,7 @@ impl Table {
                         }
                         Err(e) => {
                             drop(guard);
-                            self.refuse_unless_free(me, e)?
+                            self.refuse_unless_free(me, e, w)?
                         }
                     },
                 }
@@ -429,7 +456,7 @@ impl Table {
     /// with a free entry, claimed or not, or the refusal, remembered so that
     /// the next allocations are refused without a lock or a scan.
     #[cold]
-    fn refuse_unless_free(&self, me: u8, e: Error) -> Result<u32, Error> {
+    fn refuse_unless_free(&self, me: u8, e: Error, w: &Window) -> Result<u32, Error> {
         // SeqCst store, then SeqCst loads of the heads in the scan; `free`
         // pushes with a SeqCst CAS, then loads the flag (SeqCst). In the
         // single order of those operations, either the scan sees the pushed
@@ -438,7 +465,18 @@ impl Table {
         if e == Error::OutOfMemory {
             self.retry_at.store(coarse_millis() + 1, Relaxed);
         }
-        match self.find_segment(me, true) {
+        // Then the threads' stacks: taken away after the flag is set, so a
+        // free that misses the flag's store still has its entry taken here
+        // (see `table/cache.rs`), and looked at again even if none held any
+        // (a stack being spilled may have pushed meanwhile).
+        let found = match self.find_segment(me, true) {
+            Some(s) => Some(s),
+            None => {
+                self.drain_caches(w);
+                self.find_segment(me, true)
+            }
+        };
+        match found {
             Some(s) => {
                 self.refused.store(0, Relaxed);
                 Ok(s)
@@ -555,6 +593,10 @@ impl Table {
                 return Err(self.refusal(index, m, g));
             }
         }
+        // The calling thread's stack first: no second RMW.
+        if self.cached_give(index, &w) {
+            return Ok(());
+        }
         self.lists.push(&self.mem, index, &w);
         // SeqCst (a plain load on x86): see `refuse_unless_free`. Read-only
         // unless an allocation was refused, so it costs no cache traffic.
@@ -565,17 +607,23 @@ impl Table {
     }
 
     /// After the metadata of `index` says free with generation `next`: the
-    /// generation that outlives a sweep, and the check word of the next
-    /// generation, which no handle has; from here on the freed handle
+    /// check word of the next generation, which no handle has, and an
+    /// end-of-list link for an entrypoint; from here on the freed handle
     /// answers nowhere. Both before the push (SeqCst) that makes the entry
-    /// reusable (see `read_entry`). Shared by `free` and `free_many`.
+    /// reusable (see `read_entry`), or before it goes on a thread's stack.
+    /// (The generation byte that outlives a sweep is written by the sweep,
+    /// from the metadata, just before it releases the segment: one cold
+    /// store less per free.) Shared by `free` and `free_many`.
     #[inline(always)]
     fn retire(&self, index: u32, next: u8, _w: &Window) {
-        self.mem.generation(index).store(next, Relaxed);
         if next == 0 {
             self.wrapped[(index >> SEGMENT_SHIFT) as usize].store(1, Relaxed);
         }
         self.entry(index).check.store(self.free_check(index, next), Release);
+        // And no code address either, even before the entry is linked on a
+        // freelist (on a thread's stack it may never be): a forged handle of
+        // the next generation must not find the old entrypoint.
+        self.entry(index).entrypoint.store(FREE_TAG, Release);
     }
 
     /// Replaces a live handle's entrypoint (tier-up); the signature is kept.
@@ -680,13 +728,19 @@ impl Table {
             .map(|s| self.lists.head(s))
             .filter(|h| !h.closed())
             .map(|h| h.free() as usize)
-            .sum();
+            .sum::<usize>()
+            + self.caches.cached();
         if free < threshold {
             return 0;
         }
         let mut released = 0;
-        // One window for the whole sweep, opened at the first candidate.
+        // One window for the whole sweep, opened at the first candidate, or
+        // first of all to take the threads' stacks back: an entry on a stack
+        // keeps its segment.
         let mut window: Option<Window> = None;
+        if self.caches.cached() > 0 {
+            self.drain_caches(window.get_or_insert_with(Window::open));
+        }
         let candidate = |s: u32| {
             let head = self.lists.head(s);
             !head.closed() && head.free() == segment_capacity(s)
@@ -712,6 +766,11 @@ impl Table {
                 s += 1; // taken from under us: not empty any more
                 continue;
             }
+            // The generations to issue next outlive the metadata, which the
+            // release discards (closed segments: nobody else writes them).
+            for i in first << SEGMENT_SHIFT..s << SEGMENT_SHIFT {
+                self.mem.generation(i).store(Meta(self.meta(i).load(Relaxed)).generation(), Relaxed);
+            }
             self.mem.release_entries(first, count);
             for r in first..s {
                 self.state[r as usize].store(RELEASED, Relaxed);
@@ -725,6 +784,10 @@ impl Table {
     /// Counters of the table.
     pub fn stats(&self) -> Stats {
         protect::ensure_read();
+        // No stacks are taken back while we count (a concurrent sweep moves
+        // entries from stacks to freelists): exact while nobody allocates
+        // or frees, even with a sweep running.
+        let _no_taker = self.caches.lock();
         let end = self.high_water();
         let (mut taken, mut free) = (0usize, 0usize);
         for s in 0..end {
@@ -735,6 +798,9 @@ impl Table {
             }
         }
         let native = self.natives.len();
+        // Entries on threads' stacks are free, though on no freelist.
+        let cached = self.caches.cached();
+        let (taken, free) = (taken.saturating_sub(cached), free + cached);
         let committed = self.committed.load(Relaxed);
         Stats {
             capacity: CAPACITY,
@@ -766,13 +832,15 @@ impl Table {
     /// child never inherits a lock held by a thread it does not have.
     #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))] // used by the fork handlers (in the C ABI)
     pub(crate) fn lock_all(&self) -> TableLocks<'_> {
-        // Lock order: natives, then grow (creating a native handle commits a
+        // Lock order: natives, then drain (creating a native handle may take
+        // the threads' stacks back before refusing), then grow (it commits a
         // segment while holding the map's lock), then regions (never held
         // with another).
         // The batch lock comes first: a batch may commit a segment (grow).
         TableLocks {
             _batch: self.batch.write(),
             _natives: self.natives.lock(),
+            _drain: self.caches.lock(),
             _grow: self.grow.lock(),
             _regions: self.regions.lock(),
         }
@@ -812,6 +880,9 @@ impl Table {
         let copied_late = false;
         protect::ensure_read();
         let w = Window::open();
+        // The parent's threads' stacks: their entries are free in the
+        // metadata and on no list, so the pass below lists them.
+        self.caches.clear(&w);
         for s in 0..self.high_water() {
             if self.lists.head(s).closed() {
                 continue;
@@ -866,6 +937,7 @@ impl Table {
 pub(crate) struct TableLocks<'a> {
     _batch: RwLockWriteGuard<'a, ()>,
     _natives: MutexGuard<'a, crate::native::Arrays>,
+    _drain: MutexGuard<'a, ()>,
     _grow: MutexGuard<'a, ()>,
     _regions: MutexGuard<'a, Vec<(u64, u64)>>,
 }

@@ -286,10 +286,19 @@ fn three_threads_churn_and_sweep() {
 /// returned succeeds.
 #[test]
 fn a_refusal_never_hides_a_racing_free() {
-    model(|| {
-        let t = Arc::new(Table::new().unwrap());
+    refusal_race_model(|| Arc::new(Table::new().unwrap()), true);
+}
+
+/// The model behind the two refusal races: a full table (with a refusal
+/// already remembered if `refused_first`), one thread frees while another
+/// allocates; afterwards exactly the freed entry can be allocated.
+fn refusal_race_model(make: fn() -> Arc<Table>, refused_first: bool) {
+    model(move || {
+        let t = make();
         let hs: Vec<Handle> = (0..CAPACITY).map(|i| t.alloc(0x100 + 16 * i as u64, 1).unwrap()).collect();
-        assert_eq!(t.alloc(0x900, 1), Err(Error::Capacity));
+        if refused_first {
+            assert_eq!(t.alloc(0x900, 1), Err(Error::Capacity));
+        }
         let t2 = t.clone();
         let victim = hs[2];
         let th = thread::spawn(move || t2.free(victim));
@@ -304,6 +313,7 @@ fn a_refusal_never_hides_a_racing_free() {
             }
         }
         assert_eq!(t.alloc(0x400, 4), Err(Error::Capacity));
+        assert_eq!(t.stats().free, 0);
     });
 }
 
@@ -313,9 +323,15 @@ fn a_refusal_never_hides_a_racing_free() {
 /// and a call that starts after `free` returned gets nothing.
 #[test]
 fn generated_code_never_reaches_the_next_occupant_through_a_stale_handle() {
+    stale_call_model(|| Arc::new(Table::new().unwrap()));
+}
+
+/// The model behind the two tests of the generated-code sequence against
+/// free and reuse, on a table from `make`.
+fn stale_call_model(make: fn() -> Arc<Table>) {
     use loom::sync::atomic::{AtomicBool, Ordering::*};
-    model(|| {
-        let t = Arc::new(Table::new().unwrap());
+    model(move || {
+        let t = make();
         let old = t.alloc(0x100, 7).unwrap();
         let freed = Arc::new(AtomicBool::new(false));
         let (t2, freed2) = (t.clone(), freed.clone());
@@ -330,9 +346,96 @@ fn generated_code_never_reaches_the_next_occupant_through_a_stale_handle() {
         t.free(old).unwrap();
         freed.store(true, Release);
         let new = t.alloc(0x900, 7).unwrap();
-        assert_eq!(new.index(), old.index(), "the slot is reused");
+        assert_eq!(new.index(), old.index(), "the slot is reused (from the stack, if any)");
         caller.join().unwrap();
         assert_eq!(t.call_target(old, 7), 0);
         assert_eq!(t.call_target(new, 7), 0x900);
+    });
+}
+
+
+// ---- Per-thread stacks of free entries (table/cache.rs) ----
+//
+// The models above run without the stacks (each stack operation adds steps
+// to every interleaving); these run with them, with the heavy barrier
+// modelled as a SeqCst fence on the taker's side and the light barrier as
+// one on the owner's side.
+
+fn cached_table() -> Arc<Table> {
+    Arc::new(Table::with_thread_caches(true).unwrap())
+}
+
+/// An entry freed onto another thread's stack is never out of reach: the
+/// refused allocation takes the stacks back before it refuses, whatever the
+/// interleaving with the owner's free (busy/request handshake, and the
+/// refusal flag read inside the stack).
+#[test]
+fn a_full_table_takes_entries_back_from_thread_stacks() {
+    // Full, but no allocation refused yet: the racing one goes all the way
+    // to taking the stacks back (a remembered refusal would send the free to
+    // its freelist instead). The freer stays alive, idle, until joined.
+    refusal_race_model(cached_table, false);
+}
+
+/// An owner working its stack (free, then alloc from it) against a taker
+/// (a sweep takes every stack back): no entry is handed out twice, the
+/// owner's handles answer with its values, and afterwards every entry is
+/// accounted for and reachable.
+#[test]
+fn an_owner_and_a_taker_never_share_an_entry() {
+    model(|| {
+        let t = cached_table();
+        let keep = t.alloc(0x100, 1).unwrap();
+        let t2 = t.clone();
+        let th = thread::spawn(move || {
+            let a = t2.alloc(0x1000, 2).unwrap();
+            t2.free(a).unwrap();
+            let b = t2.alloc(0x2000, 3).unwrap();
+            assert_eq!(t2.get_checked(b, 3), 0x2000);
+            assert_eq!(t2.get(a), 0);
+            b
+        });
+        t.sweep(0);
+        let b = th.join().unwrap();
+        assert_ne!(b.index(), keep.index());
+        assert_eq!(t.get(keep), 0x100);
+        assert_eq!(t.get(b), 0x2000);
+        let s = t.stats();
+        assert_eq!((s.live, s.live + s.free), (2, s.committed_segments * 3));
+        // Every free entry is reachable from here.
+        let mut more = Vec::new();
+        while let Ok(h) = t.alloc(0x3000 + 16 * more.len() as u64, 0) {
+            more.push(h);
+        }
+        assert_eq!(more.len() + 2, CAPACITY);
+    });
+}
+
+/// The generated-code sequence against free and reuse of the slot through
+/// the thread's stack (no freelist in between): a call that starts after
+/// `free` returned gets nothing, and never the new occupant's code.
+#[test]
+fn a_stale_handle_never_reaches_an_occupant_from_the_stack() {
+    stale_call_model(cached_table);
+}
+
+/// Two threads free the same handle, each towards its own stack: exactly
+/// one wins, and the entry ends up on exactly one stack (the table fills to
+/// capacity exactly).
+#[test]
+fn racing_frees_onto_stacks_have_one_winner() {
+    model(|| {
+        let t = cached_table();
+        let h = t.alloc(0x100, 0).unwrap();
+        let t2 = t.clone();
+        let th = thread::spawn(move || t2.free(h));
+        let mine = t.free(h);
+        let theirs = th.join().unwrap();
+        assert_eq!([mine, theirs].iter().filter(|r| r.is_ok()).count(), 1, "{mine:?} {theirs:?}");
+        let mut n = 0;
+        while t.alloc(0x200 + 16 * n, 0).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n as usize, CAPACITY);
     });
 }

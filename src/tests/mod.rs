@@ -130,16 +130,20 @@ mod core {
         assert_eq!(t.get(new), EP + 16, "refusals changed nothing");
     }
 
+    /// A handle's 8-bit generation takes 255 values: never 0, so that an
+    /// all-zero check word (a released page) answers no handle.
     #[test]
-    fn generation_wraps_after_256_frees() {
+    fn generation_wraps_after_255_frees_and_is_never_zero() {
         let t = table();
         let first = t.alloc(EP, 0).unwrap();
+        assert_ne!(first.generation(), 0);
         let mut h = first;
-        for _ in 0..255 {
+        for _ in 0..254 {
             t.free(h).unwrap();
             h = t.alloc(EP, 0).unwrap();
             assert_eq!(h.index(), first.index());
             assert_ne!(h, first);
+            assert_ne!(h.generation(), 0);
         }
         t.free(h).unwrap();
         let again = t.alloc(EP, 0).unwrap();
@@ -422,6 +426,35 @@ mod core {
         assert_eq!((t.get(a), t.get(b)), (EP, EP), "nothing written");
         t.set_many(&[a, b], &[0x100, 0x200]).unwrap();
         assert_eq!((t.get(a), t.get(b)), (0x100, 0x200));
+    }
+
+    /// Entries on a thread's stack are free for `stats`, and a sweep takes
+    /// them back: here from a thread that has exited (a Rust table has no
+    /// exit hook; the C ABI's table empties the stack at thread exit too).
+    #[test]
+    fn an_exited_threads_stack_counts_as_free_and_a_sweep_takes_it_back() {
+        let t = std::sync::Arc::new(table());
+        let t2 = t.clone();
+        std::thread::spawn(move || {
+            let hs: Vec<Handle> = (0..5000).map(|i| t2.alloc(EP + 16 * i, 1).unwrap()).collect();
+            for h in hs {
+                t2.free(h).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        let s = t.stats();
+        assert_eq!(s.live, 0);
+        assert_eq!(s.committed_segments, 2);
+        assert_eq!(s.free, 2 * ENTRIES_PER_SEGMENT as usize - 1, "every entry is free, cached or not");
+        assert_eq!(t.sweep(0), 2, "no entry on the exited thread's stack keeps a segment");
+        let s = t.stats();
+        assert_eq!((s.committed_segments, s.free, s.live), (0, 0, 0));
+        // And the table still hands out distinct, working entries.
+        let a = t.alloc(EP, 1).unwrap();
+        let b = t.alloc(EP + 16, 2).unwrap();
+        assert_ne!(a.index(), b.index());
+        assert_eq!((t.get(a), t.get(b)), (EP, EP + 16));
     }
 
     #[test]
