@@ -10,6 +10,7 @@
 #   make bench   wcpt against a V8 model, sharded-slab and the floor; writes BENCHMARKS.md
 #   make check-wasm2c  WABT's wasm2c spec suite on wcpt (integrations/wasm2c; needs wabt)
 #   make bench-wasm2c  call_indirect through wcpt against stock wasm2c
+#   make bench-v8real  wcpt against V8 15.2's own table code (fetched with cargo)
 #   make header  regenerate include/wcpt.h with the cbindgen command line
 #   make install PREFIX=/usr/local DESTDIR=    (and make uninstall)
 #   make clean
@@ -52,7 +53,7 @@ INSTALLED   := $(LIBDIR)/libwcpt.so.$(VERSION) $(LIBDIR)/libwcpt.so.$(SOVER) $(L
                $(LIBDIR)/libwcpt.a $(INCLUDEDIR)/wcpt.h $(LIBDIR)/pkgconfig/wcpt.pc $(LIBDIR)/pkgconfig/wcpt-static.pc \
                $(LIBDIR)/cmake/wcpt/wcptConfig.cmake $(LIBDIR)/cmake/wcpt/wcptConfigVersion.cmake
 
-.PHONY: all lib header check check-pkeys check-wasm2c c-tests demo loom sanitize fuzz soak install uninstall install-check bench bench-wasm2c clean
+.PHONY: all lib header check check-pkeys check-wasm2c c-tests demo loom sanitize fuzz soak install uninstall install-check bench bench-wasm2c bench-v8real clean
 
 all: lib
 
@@ -220,6 +221,24 @@ bench:
 	  fi; } | tee -a BENCHMARKS.md
 	@if [ -x "$(WASM2C_BIN)" ] && [ -f $(WASM2C_RT)/wasm-rt.h ]; then $(MAKE) --no-print-directory bench-wasm2c BENCH_APPEND=1; \
 	  else { echo; echo "## wasm2c"; echo; echo "- not measured: wabt is not installed (apt-get install wabt)"; } | tee -a BENCHMARKS.md; fi
+	@$(MAKE) --no-print-directory bench-v8real BENCH_APPEND=1
+
+# V8 15.2's WasmCodePointerTable, extracted unmodified from the `v8` crate
+# (benches/v8real/fetch.sh) and compiled over stand-in headers of our own
+# (benches/v8real/stubs), measured in one process with wcpt.
+V8REAL      := $(BUILD)/v8real
+V8REAL_SRC  := $(V8REAL)/v8/src/wasm/wasm-code-pointer-table.cc
+
+$(V8REAL_SRC): benches/v8real/fetch.sh
+	benches/v8real/fetch.sh $(V8REAL)
+	@touch $@
+
+$(V8REAL)/bench_v8real: benches/v8real/bench_v8real.cc $(V8REAL_SRC) $(wildcard benches/v8real/stubs/*/*.h benches/v8real/stubs/*/*/*.h) include/wcpt.h $(SO)
+	$(CXX) -std=c++20 -O2 -g -fno-exceptions -fno-rtti -pthread -Wall -I$(V8REAL)/v8 -Ibenches/v8real/stubs -Iinclude \
+	  benches/v8real/bench_v8real.cc $(V8REAL_SRC) -o $@ -L$(OUT) -lwcpt -Wl,-rpath,$(CURDIR)/$(OUT)
+
+bench-v8real: $(V8REAL)/bench_v8real
+	@{ echo; ./$(V8REAL)/bench_v8real $(if $(QUICK),--quick); } | $(if $(BENCH_APPEND),tee -a BENCHMARKS.md,cat)
 
 SOAK_SECONDS ?= 120
 

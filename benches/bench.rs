@@ -635,6 +635,27 @@ fn rmw_ns() -> f64 {
     ns(d, FLOOR_OPS)
 }
 
+/// One uncontended CAS right after three stores to other cache lines, as a
+/// free meets it after the alloc that published its entry: the RMW waits
+/// for the store buffer to drain. ns.
+fn rmw_after_stores_ns() -> f64 {
+    let a = AtomicU64::new(0);
+    let a = black_box(&a);
+    let lines: [AtomicU64; 32] = std::array::from_fn(|_| AtomicU64::new(0));
+    let lines = black_box(&lines);
+    let d = best_of(|| {
+        timed(|| {
+            for i in 0..FLOOR_OPS as u64 {
+                lines[0].store(i, Relaxed);
+                lines[8].store(i, Relaxed);
+                lines[16].store(i, Relaxed);
+                let _ = a.compare_exchange(i, i + 1, AcqRel, Relaxed);
+            }
+        })
+    });
+    ns(d, FLOOR_OPS)
+}
+
 #[inline(never)]
 extern "C" fn empty_callee(x: u64) -> u64 {
     x
@@ -658,27 +679,31 @@ fn call_ns() -> f64 {
 /// alloc and per free; the stores that publish and retire an entry come on
 /// top.
 fn floor_report(r: &mut Report, pair: f64, burst: f64, churn1: f64, module: f64) {
-    let (rmw, call) = (rmw_ns(), call_ns());
+    let (rmw, call, stored) = (rmw_ns(), call_ns(), rmw_after_stores_ns());
     let pair_floor = rmw + 2.0 * call;
-    println!("floor: one uncontended RMW {rmw:.2} ns, one empty call through a pointer {call:.2} ns");
+    let stored_floor = stored + 2.0 * call;
+    println!("floor: one uncontended RMW {rmw:.2} ns, one empty call through a pointer {call:.2} ns, RMW after three stores {stored:.2} ns");
     let _ = writeln!(
         r.md,
         "\n## The floor\n\nMeasured in this run: one uncontended atomic RMW (a successful CAS) \
          **{rmw:.2} ns**; one call through a function pointer to an empty function **{call:.2} ns**. \
          Double-free detection needs one RMW per free, and the C ABI one call per alloc and per \
          free, so an alloc+free pair cannot cost less than one RMW and two calls ({pair_floor:.2} ns) \
-         plus the stores that publish and retire the entry. A batch (the module scenario) pays the \
-         RMW per function but the calls once per batch.\n\n\
-         | scenario | ns per pair or function | floor | x floor |\n|---|---|---|---|"
+         plus the stores that publish and retire the entry. Those stores matter: the free's RMW \
+         comes right after the alloc's stores, and an RMW waits for the store buffer to drain. One \
+         CAS right after three stores costs **{stored:.2} ns** here, so a pair with its publishing \
+         stores cannot go below {stored_floor:.2} ns. A batch (the module scenario) pays the RMW per \
+         function but the calls once per batch.\n\n\
+         | scenario | ns per pair or function | floor | x floor | floor with the stores | x that |\n|---|---|---|---|---|---|"
     );
-    for (name, v, fl) in [
-        ("alloc_free", pair, pair_floor),
-        ("alloc_burst (1M, per pair)", burst, pair_floor),
-        ("churn, 1 thread (per op: verify, free, alloc)", churn1, pair_floor),
-        ("module (batch calls, per function)", module, rmw),
+    for (name, v, fl, sf) in [
+        ("alloc_free", pair, pair_floor, stored_floor),
+        ("alloc_burst (1M, per pair)", burst, pair_floor, stored_floor),
+        ("churn, 1 thread (per op: verify, free, alloc)", churn1, pair_floor, stored_floor),
+        ("module (batch calls, per function)", module, rmw, stored),
     ] {
-        println!("  {name:<46} {v:>7.2} ns, floor {fl:.2} ns: {:.1}x", v / fl);
-        let _ = writeln!(r.md, "| {name} | {v:.2} | {fl:.2} | {:.1}x |", v / fl);
+        println!("  {name:<46} {v:>7.2} ns, floor {fl:.2} ns: {:.1}x; with the stores {sf:.2} ns: {:.1}x", v / fl, v / sf);
+        let _ = writeln!(r.md, "| {name} | {v:.2} | {fl:.2} | {:.1}x | {sf:.2} | {:.1}x |", v / fl, v / sf);
     }
 }
 
@@ -823,6 +848,20 @@ fn main() {
         }
         _ => {}
     }
+    if only == "single" {
+        for _ in 0..2 {
+            let (aw, av, _, _) = alloc_free(w);
+            let (bw, bv) = (burst_wcpt(w), burst_v8());
+            let (cw, cv) = (churn_wcpt(w, 1), churn_v8(1));
+            println!(
+                "alloc_free {aw:.1}/{av:.1} ({:.2}x)  burst {bw:.1}/{bv:.1} ({:.2}x)  churn1 {cw:.1}/{cv:.1} ({:.2}x)",
+                aw / av,
+                bw / bv,
+                cw / cv
+            );
+        }
+        return;
+    }
     if only == "module" {
         let (mw, mv) = (module_wcpt(), module_v8());
         println!("module: wcpt {mw:.2} v8 {mv:.2} ns per function ({:.2}x)", mw / mv);
@@ -854,9 +893,9 @@ fn main() {
     }
 
     let (aw, av, asl, af) = alloc_free(w);
-    r.row("alloc_free, no protection", aw, av, asl, af, Some((0.5, "<= 0.5x")));
+    r.row("alloc_free, no protection", aw, av, asl, af, Some((0.6, "<= 0.6x")));
     let (bw, bv, bs) = (burst_wcpt(w), burst_v8(), burst_slab());
-    r.row("alloc_burst (1M, per pair)", bw, bv, bs, f64::NAN, None);
+    r.row("alloc_burst (1M, per pair)", bw, bv, bs, f64::NAN, Some((0.6, "<= 0.6x")));
     let (mw, mv) = (module_wcpt(), module_v8());
     r.row("module (10k functions x 100, batch calls)", mw, mv, f64::NAN, f64::NAN, Some((0.4, "<= 0.4x")));
 
@@ -865,8 +904,9 @@ fn main() {
         let (cw, cv, cs) = (churn_wcpt(w, threads), churn_v8(threads), churn_slab(threads));
         churn_w.push(cw);
         let target = match threads {
-            2 => Some((0.3, "<= 0.3x")),
-            8 => Some((0.25, "<= 0.25x")),
+            1 => Some((0.6, "<= 0.6x")),
+            2 => Some((0.25, "<= 0.25x")),
+            8 => Some((0.1, "<= 0.1x")),
             _ => None,
         };
         r.row(&format!("churn, {threads} thread(s)"), cw, cv, cs, f64::NAN, target);
@@ -920,8 +960,8 @@ fn main() {
     floor_report(&mut r, aw, bw, churn_w[0], mw);
     protection_modes(&mut r);
     let scaling = churn_w[3] / churn_w[1];
-    if scaling > 1.5 {
-        r.missed.push(format!("churn scaling: wcpt 8-thread / 2-thread = {scaling:.2}, target 1.5"));
+    if scaling > 1.0 {
+        r.missed.push(format!("churn scaling: wcpt 8-thread / 2-thread = {scaling:.2}, target 1.0 (no slower)"));
     }
 
     let _ = writeln!(r.md, "\n| sweep of 4M entries | time | freed | segments released | RSS full | RSS after frees | RSS after sweep |");
@@ -946,11 +986,11 @@ fn main() {
          lookups in flight at once. The model itself varies by about 30% between runs on this \
          machine.\n\
          - lookup: wcpt is {floor_ratio:.2}x the array-load floor (target <= 1.2x: {}).\n\
-         - churn scaling: wcpt's 8-thread ns/op is {scaling:.2}x its 2-thread figure (target <= 1.5x: {}).\n\
+         - churn scaling: wcpt's 8-thread ns/op is {scaling:.2}x its 2-thread figure (target <= 1.0x, no slower: {}).\n\
          - sweep: {:.3}x the V8 model's time (target <= 0.1x); RSS after the sweep {:.1} MB vs {:.1} MB: {:.2}x (target <= 1.1x).",
         lg / lv,
         if floor_ok { "met" } else { "MISSED" },
-        if scaling <= 1.5 { "met" } else { "MISSED" },
+        if scaling <= 1.0 { "met" } else { "MISSED" },
         sw.ms / sv.ms,
         sw.rss_swept_mb,
         sv.rss_swept_mb,
@@ -988,7 +1028,10 @@ fn main() {
          All implementations are measured in the same run.\n\n\
          - **wcpt** is called through its C ABI, via function pointers so that nothing is inlined.\n\
          - **V8 model** is a model of V8's WasmCodePointerTable algorithm written for these benchmarks \
-         (benches/v8_model.rs), not V8's code.\n\
+         (benches/v8_model.rs), not V8's code. V8's own code is measured for the allocation \
+         scenarios in the last section (*Against V8 15.2's own table code*), which is where those \
+         targets are judged; the model stays for what that section does not measure (lookups, \
+         native handles, the sweep) and for continuity with earlier runs.\n\
          - **sharded-slab** is the crate's `Slab<(u64, u64)>`.\n\
          - **floor** is a plain load from an array of 16-byte entries (lookup), or one uncontended CAS \
          to allocate plus one to free (alloc_free).\n\n\

@@ -1,0 +1,1 @@
+// wcpt's stand-in: the code pointer table uses nothing from this header.

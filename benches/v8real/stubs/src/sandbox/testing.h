@@ -1,0 +1,1 @@
+// wcpt's stand-in: the memory corruption API is not enabled.
