@@ -305,9 +305,13 @@ impl Table {
             // One write window for the whole operation, committing a segment
             // on the way (rare) included.
             let w = Window::open();
-            // The calling thread's stack first: no atomic RMW at all.
-            if let Some(index) = self.cached_take(&w) {
-                return Ok(Handle::from_raw(self.publish(index, entrypoint, signature, Meta::LIVE, &w)));
+            // The calling thread's stack first: no atomic RMW at all. Not
+            // while a refusal is remembered: the refusal took every stack
+            // back, and frees since then went to the freelists.
+            if self.refused.load(Relaxed) == 0 {
+                if let Some(index) = self.cached_take(&w) {
+                    return Ok(Handle::from_raw(self.publish(index, entrypoint, signature, Meta::LIVE, &w)));
+                }
             }
             match self.take(&w) {
                 Ok(index) => return Ok(Handle::from_raw(self.publish(index, entrypoint, signature, Meta::LIVE, &w))),
