@@ -249,7 +249,8 @@ int main(int argc, char** argv) {
     missed.push_back(m);
   }
   double pair_floor = cas + 2 * call, store_floor = scas + 2 * call;
-  std::printf("- the floor, measured in this run: one uncontended CAS %.2f ns; one call through a function pointer "
+  std::printf("- the floor, measured in this run: one uncontended CAS of a word just loaded (as `free` does with "
+              "the entry's metadata word) %.2f ns; one call through a function pointer "
               "%.2f ns; a CAS right after three stores (what a free meets after the alloc that published the entry) "
               "%.2f ns. A pair needs one RMW (double-free detection) and two calls: at least %.2f ns, or %.2f ns with "
               "the publishing stores in front of the RMW. wcpt's pair is %.2fx the first and %.2fx the second; V8's "
