@@ -70,6 +70,8 @@ $(OUT)/libwcpt.so.$(SOVER): $(SO)
 # (rustc gives a cdylib a version script of its own, and ld honours only
 # the first, so a cdylib cannot carry symbol versions.) The list of system
 # libraries is a note rustc prints, which cargo replays when nothing changed.
+# -z nodelete: dlclose never unmaps the library, because threads that used
+# it run its thread-slot destructor when they exit (src/thread_slot.rs).
 $(SO) $(A) $(BUILD)/native-static-libs.txt &: $(RUST_SRC)
 	@mkdir -p $(BUILD)
 	$(CARGO) rustc --release --lib --features capi --crate-type staticlib \
@@ -79,7 +81,7 @@ $(SO) $(A) $(BUILD)/native-static-libs.txt &: $(RUST_SRC)
 	@test -s $(BUILD)/native-static-libs.txt || { echo "rustc did not report the static libraries"; exit 1; }
 	@printf 'WCPT_%s {\n  global:\n    wcpt_*;\n  local:\n    *;\n};\n' $(SOVER) > $(BUILD)/wcpt.map
 	$(CC) -shared -o $(SO) -Wl,--whole-archive $(A) -Wl,--no-whole-archive \
-	  -Wl,--version-script=$(BUILD)/wcpt.map -Wl,-soname,libwcpt.so.$(SOVER) -Wl,--gc-sections -Wl,-z,relro,-z,now \
+	  -Wl,--version-script=$(BUILD)/wcpt.map -Wl,-soname,libwcpt.so.$(SOVER) -Wl,--gc-sections -Wl,-z,relro,-z,now,-z,nodelete \
 	  $$(cat $(BUILD)/native-static-libs.txt)
 	@touch $(A) $(BUILD)/native-static-libs.txt
 

@@ -134,6 +134,21 @@ static void *early_thread(void *arg) {
   return NULL;
 }
 
+static int used; /* late_user: 1 once it used the table, 2 to let it exit */
+
+static void *late_user(void *arg) {
+  (void)arg;
+  wcpt_handle h = api.alloc(0x6500, 5);
+  CHECK(h != WCPT_INVALID_HANDLE);
+  CHECK_EQ(api.free_(h), WCPT_OK);
+  pthread_mutex_lock(&mu);
+  used = 1;
+  pthread_cond_broadcast(&cv);
+  while (used < 2) pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+  return NULL; /* the slot's destructor runs now, after dlclose */
+}
+
 #define LOAD(field, name)                                  \
   do {                                                     \
     *(void **)&api.field = dlsym(lib, name);               \
@@ -186,6 +201,21 @@ static void test_thread_from_before_the_load(void) {
   pthread_cond_broadcast(&cv);
   pthread_mutex_unlock(&mu);
   pthread_join(t, NULL);
+  /* A thread that used the library (so it holds a thread slot, and a free
+   * entry on its stack) exits after dlclose: the slot's destructor runs at
+   * its exit, so the library must still be mapped (it is linked with
+   * -z nodelete). */
+  pthread_t user;
+  pthread_create(&user, NULL, late_user, NULL);
+  pthread_mutex_lock(&mu);
+  while (used < 1) pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+  CHECK_EQ(dlclose(lib), 0);
+  pthread_mutex_lock(&mu);
+  used = 2;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+  pthread_join(user, NULL);
 }
 
 int main(int argc, char **argv) {
