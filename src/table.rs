@@ -728,12 +728,13 @@ impl Table {
         let threshold = threshold.max(ENTRIES_PER_SEGMENT as usize);
         protect::ensure_read();
         let end = self.high_water();
+        let cached = self.caches.cached();
         let free: usize = (0..end)
             .map(|s| self.lists.head(s))
             .filter(|h| !h.closed())
             .map(|h| h.free() as usize)
             .sum::<usize>()
-            + self.caches.cached();
+            + cached;
         if free < threshold {
             return 0;
         }
@@ -742,7 +743,7 @@ impl Table {
         // first of all to take the threads' stacks back: an entry on a stack
         // keeps its segment.
         let mut window: Option<Window> = None;
-        if self.caches.cached() > 0 {
+        if cached > 0 {
             self.drain_caches(window.get_or_insert_with(Window::open));
         }
         let candidate = |s: u32| {
