@@ -31,7 +31,7 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CWARN       := -Wall -Wextra -pedantic -Werror
 CFLAGS      ?= -O2 -g
 CFLAGS_ALL  := -std=c11 -D_GNU_SOURCE $(CWARN) $(CFLAGS) -Iinclude -Ic-tests -pthread
-C_TESTS     := test_api test_call test_bad_input test_threads test_lifecycle test_sweep_rss test_fork test_limits test_protect test_oom test_alias
+C_TESTS     := test_api test_call test_bad_input test_threads test_lifecycle test_sweep_rss test_fork test_limits test_protect test_oom test_oom_recovery test_alias
 LOG         := $(BUILD)/check.log
 LOOM_PREEMPTIONS ?= 2
 RUST_SRC    := $(wildcard src/*.rs src/*/*.rs) build.rs cbindgen.toml Cargo.toml
@@ -96,11 +96,11 @@ $(CBINDGEN):
 header: $(CBINDGEN)
 	$(CBINDGEN) --quiet --config cbindgen.toml --output include/wcpt.h src/ffi.rs
 
-$(BUILD)/shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO) $(OUT)/libwcpt.so.$(SOVER)
+$(BUILD)/shared/%: c-tests/%.c $(wildcard c-tests/*.h) include/wcpt.h $(SO) $(OUT)/libwcpt.so.$(SOVER)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ -L$(OUT) -Wl,-rpath,'$$ORIGIN/../../$(OUT)' -lwcpt
 
-$(BUILD)/static/%: c-tests/%.c c-tests/check.h include/wcpt.h $(A)
+$(BUILD)/static/%: c-tests/%.c $(wildcard c-tests/*.h) include/wcpt.h $(A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(A) $(STATIC_LIBS)
 
@@ -153,7 +153,7 @@ check:
 # test_limits is left out: its RLIMIT probes commit hundreds of segments.
 PKEYS_LOOPS ?= 300
 PKEYS_DIR   := $(BUILD)/pkeys
-PKEYS_QUICK := test_api test_bad_input test_threads test_lifecycle test_sweep_rss test_fork test_oom
+PKEYS_QUICK := test_api test_bad_input test_threads test_lifecycle test_sweep_rss test_fork test_oom test_oom_recovery
 
 check-pkeys: c-tests $(BUILD)/shared/test_pkeys $(BUILD)/minijit
 	@echo "== the protection tests in a guest with emulated PKU"
@@ -170,11 +170,11 @@ SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-
 SAN_LOG     := $(BUILD)/sanitize.log
 VALGRIND    := valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
 
-$(BUILD)/asan-shared/%: c-tests/%.c c-tests/check.h include/wcpt.h $(SO) $(OUT)/libwcpt.so.$(SOVER)
+$(BUILD)/asan-shared/%: c-tests/%.c $(wildcard c-tests/*.h) include/wcpt.h $(SO) $(OUT)/libwcpt.so.$(SOVER)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(SAN_FLAGS) $< -o $@ -L$(OUT) -Wl,-rpath,'$$ORIGIN/../../$(OUT)' -lwcpt
 
-$(BUILD)/asan-static/%: c-tests/%.c c-tests/check.h include/wcpt.h $(A)
+$(BUILD)/asan-static/%: c-tests/%.c $(wildcard c-tests/*.h) include/wcpt.h $(A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(SAN_FLAGS) $< -o $@ $(A) $(STATIC_LIBS)
 

@@ -175,6 +175,14 @@ static void test_batch_calls(void) {
   CHECK_EQ(wcpt_alloc_many(NULL, sigs, 3, out), WCPT_ERR_INVALID_ARGUMENT);
   CHECK_EQ(wcpt_alloc_many(eps, sigs, 3, NULL), WCPT_ERR_INVALID_ARGUMENT);
   CHECK_EQ(wcpt_alloc_many(NULL, NULL, 0, NULL), WCPT_OK);
+  CHECK_EQ(wcpt_alloc_many(eps, sigs, 0, out), WCPT_OK); /* n = 0: nothing, out untouched */
+  CHECK(out[0] == 0x1234 && out[1] == 0x1234 && out[2] == 0x1234);
+  /* Bad arguments in several places: the first in array order decides. */
+  uintptr_t two_bad[3] = {EP, 0x2000, NON_CANONICAL};
+  uint64_t later_bad_sig[3] = {1, 2, (uint64_t)1 << WCPT_SIGNATURE_BITS};
+  CHECK_EQ(wcpt_code_region_add(EP, 0x1000), WCPT_OK);
+  CHECK_EQ(wcpt_alloc_many(two_bad, later_bad_sig, 3, out), WCPT_ERR_NOT_CODE);
+  CHECK_EQ(wcpt_code_region_remove(EP, 0x1000), WCPT_OK);
   CHECK(out[0] == 0x1234 && out[1] == 0x1234 && out[2] == 0x1234);
   CHECK_EQ(wcpt_stats(&before), WCPT_OK);
   CHECK_EQ(before.live, after.live);
@@ -192,6 +200,26 @@ static void test_batch_calls(void) {
     CHECK_EQ(wcpt_stats(&before), WCPT_OK);
     CHECK_EQ(before.live, after.live); /* nothing freed */
   }
+  /* Several different bad handles: the first in array order that wcpt_free
+   * would refuse on its own gives the status; a repeat only when none is. */
+  {
+    wcpt_handle native = wcpt_native_handle(EP);
+    wcpt_handle mixed[4][4] = {{hs[1], 0, stale, native},
+                               {hs[1], stale, native, 0},
+                               {hs[1], native, 0, stale},
+                               {hs[1], hs[1], native, hs[2]}};
+    wcpt_status first[4] = {WCPT_ERR_INVALID_HANDLE, WCPT_ERR_DOUBLE_FREE, WCPT_ERR_NATIVE_HANDLE,
+                            WCPT_ERR_NATIVE_HANDLE};
+    for (int b = 0; b < 4; b++) CHECK_EQ(wcpt_free_many(mixed[b], 4), first[b]);
+    wcpt_handle repeat[3] = {hs[1], hs[2], hs[1]};
+    CHECK_EQ(wcpt_free_many(repeat, 3), WCPT_ERR_DOUBLE_FREE);
+    CHECK_EQ(wcpt_stats(&before), WCPT_OK);
+    CHECK_EQ(before.live, after.live); /* nothing freed */
+    CHECK(wcpt_get(hs[1]) == eps[1] && wcpt_get(hs[2]) == eps[2]);
+  }
+  /* n = 0 with real arrays: OK, nothing freed. */
+  CHECK_EQ(wcpt_free_many(hs, 0), WCPT_OK);
+  CHECK(wcpt_get(hs[0]) == eps[0]);
   CHECK_EQ(wcpt_free_many(NULL, 1), WCPT_ERR_INVALID_ARGUMENT);
   CHECK_EQ(wcpt_free_many(NULL, 0), WCPT_OK);
   CHECK_EQ(wcpt_free_many(hs, N), WCPT_OK);
@@ -199,6 +227,23 @@ static void test_batch_calls(void) {
   CHECK_EQ(wcpt_free_many(hs, 1), WCPT_ERR_DOUBLE_FREE);
   CHECK_EQ(wcpt_stats(&before), WCPT_OK);
   CHECK_EQ(before.live, after.live - N);
+  /* Entrypoint 0 is accepted by the batch as by wcpt_alloc: an entry
+   * reserved before its code exists answers 0 until it is set. */
+  uintptr_t reserved[3] = {0, EP, 0};
+  uint64_t rsigs[3] = {4, 5, 6};
+  wcpt_handle r[3];
+  CHECK_EQ(wcpt_alloc_many(reserved, rsigs, 3, r), WCPT_OK);
+  CHECK(r[0] != WCPT_INVALID_HANDLE && r[2] != WCPT_INVALID_HANDLE);
+  CHECK_EQ(wcpt_get(r[0]), 0);
+  CHECK_EQ(wcpt_call_target(wcpt_table_base(), r[0], 4), 0);
+  CHECK_EQ(wcpt_get(r[1]), EP);
+  CHECK_EQ(wcpt_set(r[0], EP + 32), WCPT_OK);
+  CHECK_EQ(wcpt_call_target(wcpt_table_base(), r[0], 4), EP + 32);
+  wcpt_handle single = wcpt_alloc(0, 4);
+  CHECK(single != WCPT_INVALID_HANDLE);
+  CHECK_EQ(wcpt_get(single), 0);
+  CHECK_EQ(wcpt_free(single), WCPT_OK);
+  CHECK_EQ(wcpt_free_many(r, 3), WCPT_OK);
 }
 
 static void test_invalid_arguments(void) {

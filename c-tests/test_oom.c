@@ -6,6 +6,7 @@
  * again once the limit is raised. For the sites with a threshold, the
  * window must see both outcomes, so it really straddles the threshold. */
 #include "check.h"
+#include "rlimit.h"
 #include "wcpt.h"
 
 #include <stdint.h>
@@ -15,27 +16,6 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-/* VmSize or VmData of this process, in KiB. */
-static long vm_kib(const char *field) {
-  FILE *f = fopen("/proc/self/status", "r");
-  char line[256];
-  long v = -1;
-  size_t n = strlen(field);
-  while (f && fgets(line, sizeof line, f))
-    if (strncmp(line, field, n) == 0 && line[n] == ':') v = atol(line + n + 1);
-  if (f) fclose(f);
-  return v;
-}
-
-static void limit(int resource, long kib) {
-  struct rlimit r;
-  getrlimit(resource, &r);
-  r.rlim_cur = kib < 0 ? RLIM_INFINITY : (rlim_t)kib * 1024;
-  setrlimit(resource, &r);
-}
-
-static const char *field_of(int resource) { return resource == RLIMIT_AS ? "VmSize" : "VmData"; }
 
 /* The table works: alloc, get, set, free, a native handle, sweep, stats. */
 static int table_works(void) {
@@ -54,7 +34,7 @@ static int table_works(void) {
 typedef int (*site_fn)(int resource, long delta_kib);
 
 static int site_init(int resource, long delta) {
-  limit(resource, vm_kib(field_of(resource)) + delta);
+  limit_above_use(resource, delta);
   wcpt_status s = wcpt_init();
   if (s != WCPT_OK && s != WCPT_ERR_OUT_OF_MEMORY) return 2;
   if (s == WCPT_ERR_OUT_OF_MEMORY && wcpt_get(0x01000001) != 0) return 3;
@@ -65,16 +45,16 @@ static int site_init(int resource, long delta) {
 
 static int site_first_segment(int resource, long delta) {
   if (wcpt_init() != WCPT_OK) return 5;
-  limit(resource, vm_kib(field_of(resource)) + delta);
+  limit_above_use(resource, delta);
   wcpt_handle h = wcpt_alloc(0x5000, 1);
   int refused = h == WCPT_INVALID_HANDLE;
   if (refused && wcpt_last_error() != WCPT_ERR_OUT_OF_MEMORY) return 2;
   struct wcpt_stats st;
   if (wcpt_stats(&st) != WCPT_OK || st.live != (refused ? 0u : 1u)) return 3;
-  /* A refused alloc is refused fast the next time, and retried later. */
+  /* Refused again while the limit holds; once raised, the very next
+   * call succeeds (no remembered refusal outlives memory's return). */
   if (refused && wcpt_alloc(0x5000, 1) != WCPT_INVALID_HANDLE) return 6;
   limit(resource, -1);
-  usleep(20000); /* a memory refusal is retried at the next coarse clock tick */
   if (!table_works()) return 4;
   return refused;
 }
@@ -83,7 +63,7 @@ static int site_native_growth(int resource, long delta) {
   enum { BEFORE = 31, MORE = 400 };
   wcpt_handle known[BEFORE + MORE];
   for (int i = 0; i < BEFORE; i++) known[i] = wcpt_native_handle(0x600000 + 16 * (uintptr_t)i);
-  limit(resource, vm_kib(field_of(resource)) + delta);
+  limit_above_use(resource, delta);
   int made = BEFORE, refused = 0;
   for (; made < BEFORE + MORE; made++) {
     known[made] = wcpt_native_handle(0x600000 + 16 * (uintptr_t)made);
@@ -99,7 +79,6 @@ static int site_native_growth(int resource, long delta) {
   struct wcpt_stats st;
   if (wcpt_stats(&st) != WCPT_OK || st.native != (size_t)made || st.live != 0) return 7;
   limit(resource, -1);
-  usleep(20000);
   for (int i = made; i < BEFORE + MORE; i++)
     if (wcpt_native_handle(0x600000 + 16 * (uintptr_t)i) == WCPT_INVALID_HANDLE) return 4;
   return refused;
@@ -113,7 +92,7 @@ static int site_set_many_huge(int resource, long delta) {
   uintptr_t *es = mmap(NULL, n * sizeof *es, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (hs == MAP_FAILED || es == MAP_FAILED) return 8;
   hs[0] = h;
-  limit(resource, vm_kib(field_of(resource)) + delta);
+  limit_above_use(resource, delta);
   if (wcpt_set_many(hs, es, n) != WCPT_ERR_INVALID_HANDLE) return 2;
   if (wcpt_get(h) != 0x5000) return 3;
   limit(resource, -1);
@@ -122,7 +101,7 @@ static int site_set_many_huge(int resource, long delta) {
 
 static int site_fork(int resource, long delta) {
   wcpt_handle h = wcpt_alloc(0x5000, 1);
-  limit(resource, vm_kib(field_of(resource)) + delta);
+  limit_above_use(resource, delta);
   pid_t pid = fork();
   if (pid < 0) return 1;
   if (pid == 0) {

@@ -503,10 +503,14 @@ pub unsafe extern "C" fn wcpt_set_many(
 /// handle of (`entrypoints[i]`, `signatures[i]`). All or nothing: every
 /// argument is checked first, and on any failure nothing is allocated, `out`
 /// is left as it was, and the status says why (`WCPT_ERR_INVALID_ARGUMENT`
-/// for a NULL array with `n > 0`, an entrypoint that is 0 or non-canonical,
-/// or a signature wider than `WCPT_SIGNATURE_BITS`; `WCPT_ERR_NOT_CODE`;
-/// `WCPT_ERR_CAPACITY`; `WCPT_ERR_OUT_OF_MEMORY`). One write window for the
-/// whole batch, whatever `n`. The arrays may be NULL only when `n` is 0.
+/// for a NULL array with `n > 0`, a non-canonical entrypoint, or a
+/// signature wider than `WCPT_SIGNATURE_BITS`; `WCPT_ERR_NOT_CODE`;
+/// `WCPT_ERR_CAPACITY`; `WCPT_ERR_OUT_OF_MEMORY`). Arguments are checked in
+/// array order and the first bad one gives the status. Entrypoint 0 is
+/// accepted, as by `wcpt_alloc` (an entry reserved before its code exists;
+/// it answers 0 until `wcpt_set`). `n = 0` returns `WCPT_OK` and changes
+/// nothing; the arrays may be NULL only then. One write window for the
+/// whole batch, whatever `n`.
 ///
 /// # Safety
 /// `entrypoints` and `signatures` must each point to `n` readable elements
@@ -544,10 +548,14 @@ pub unsafe extern "C" fn wcpt_alloc_many(
 /// native, already freed, or appears twice in the batch (a double free),
 /// none is freed and the status says why (`WCPT_ERR_INVALID_HANDLE`,
 /// `WCPT_ERR_DOUBLE_FREE`, `WCPT_ERR_NATIVE_HANDLE`, or
-/// `WCPT_ERR_INVALID_ARGUMENT` for a NULL array with `n > 0`). When threads
+/// `WCPT_ERR_INVALID_ARGUMENT` for a NULL array with `n > 0`). With several
+/// bad handles, the status is that of the first one in array order that
+/// `wcpt_free` would refuse on its own; only when there is none does a
+/// handle that appears twice give `WCPT_ERR_DOUBLE_FREE`. When threads
 /// free overlapping batches at once (a caller bug), no handle is freed twice
 /// and each batch frees all of its handles or none (then
-/// `WCPT_ERR_DOUBLE_FREE`). One write window for the whole batch.
+/// `WCPT_ERR_DOUBLE_FREE`). `n = 0` returns `WCPT_OK` and frees nothing.
+/// One write window for the whole batch.
 ///
 /// # Safety
 /// `handles` must point to `n` readable elements (NULL only when `n` is 0).

@@ -19,14 +19,16 @@ use crate::native::{Key, NativeMap};
 use crate::protect::{self, Window};
 use crate::regions::CodeRegions;
 use crate::sync::{
-    fence, spin_wait, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, CachePadded, Mutex, MutexGuard, Ordering::*,
+    fence, spin_wait, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, CachePadded, Mutex, MutexGuard, Ordering::*,
     RwLock, RwLockWriteGuard,
 };
 
 mod batch;
 mod cache;
+mod refusal;
 
 use cache::Caches;
+use refusal::Refusal;
 
 /// Number of allocation shards (each with its own current segment).
 #[cfg(not(loom))]
@@ -85,15 +87,8 @@ pub struct Table {
     /// batch was in flight looks again after it (see `alloc`).
     batch_starts: AtomicUsize,
     batch_ends: AtomicUsize,
-    /// 0, or the `Error` code of the last refusal to allocate (the table
-    /// full, or memory refused) while nothing has been freed since: later
-    /// allocations are refused at once instead of scanning under the lock.
-    /// A hint in ordinary memory: corrupting it can only refuse or delay.
-    refused: AtomicU8,
-    /// When a refusal for memory may next retry the slow path (coarse
-    /// monotonic milliseconds; the clock ticks every few, 4 ms on Linux
-    /// at HZ=250).
-    retry_at: AtomicU64,
+    /// The remembered refusal to allocate (`table/refusal.rs`).
+    refusal: Refusal,
     /// Segments at or above this index have never been committed.
     high_water: AtomicU32,
     committed: AtomicUsize,
@@ -163,8 +158,7 @@ impl Table {
             batch: RwLock::new(()),
             batch_starts: AtomicUsize::new(0),
             batch_ends: AtomicUsize::new(0),
-            refused: AtomicU8::new(0),
-            retry_at: AtomicU64::new(0),
+            refusal: Refusal::new(),
             high_water: AtomicU32::new(0),
             committed: AtomicUsize::new(0),
             natives: NativeMap::new()?,
@@ -308,7 +302,7 @@ impl Table {
             // The calling thread's stack first: no atomic RMW at all. Not
             // while a refusal is remembered: the refusal took every stack
             // back, and frees since then went to the freelists.
-            if self.refused.load(Relaxed) == 0 {
+            if !self.refusal.any() {
                 if let Some(index) = self.cached_take(&w) {
                     return Ok(Handle::from_raw(self.publish(index, entrypoint, signature, Meta::LIVE, &w)));
                 }
@@ -414,7 +408,7 @@ impl Table {
         if current != seen {
             return Ok(current); // another thread of this shard moved on
         }
-        if let Some(e) = self.still_refused() {
+        if let Some(e) = self.refusal.still_refused(thread_hash()) {
             return Err(e);
         }
         let segment = match self.find_segment(me, false) {
@@ -427,6 +421,8 @@ impl Table {
                     Some(s) => s,
                     None => match self.commit_segment(w) {
                         Ok(s) => {
+                            // Memory came back: no refusal outlives a commit.
+                            self.refusal.clear();
                             self.owner[s as usize].store(me, Relaxed);
                             s
                         }
@@ -461,14 +457,9 @@ impl Table {
     /// the next allocations are refused without a lock or a scan.
     #[cold]
     fn refuse_unless_free(&self, me: u8, e: Error, w: &Window) -> Result<u32, Error> {
-        // SeqCst store, then SeqCst loads of the heads in the scan; `free`
-        // pushes with a SeqCst CAS, then loads the flag (SeqCst). In the
-        // single order of those operations, either the scan sees the pushed
-        // entry, or the freer sees the flag and clears it.
-        self.refused.store(e as u8, SeqCst);
-        if e == Error::OutOfMemory {
-            self.retry_at.store(coarse_millis() + 1, Relaxed);
-        }
+        // SeqCst store, then SeqCst loads of the heads in the scan (see
+        // `Refusal::remember`).
+        self.refusal.remember(e);
         // Then the threads' stacks: taken away after the flag is set, so a
         // free that misses the flag's store still has its entry taken here
         // (see `table/cache.rs`), and looked at again even if none held any
@@ -482,31 +473,10 @@ impl Table {
         };
         match found {
             Some(s) => {
-                self.refused.store(0, Relaxed);
+                self.refusal.clear();
                 Ok(s)
             }
             None => Err(e),
-        }
-    }
-
-    /// The remembered refusal, if nothing was freed since and (for memory)
-    /// it is not yet time to ask the OS again.
-    #[inline]
-    fn still_refused(&self) -> Option<Error> {
-        match self.refused.load(Relaxed) {
-            0 => None,
-            c if c == Error::Capacity as u8 => Some(Error::Capacity),
-            _ => {
-                // Memory may come back (a limit raised, another sweep): one
-                // caller per tick of the coarse clock retries the slow path.
-                let at = self.retry_at.load(Relaxed);
-                let now = coarse_millis();
-                if now >= at && self.retry_at.compare_exchange(at, now + 1, Relaxed, Relaxed).is_ok() {
-                    None
-                } else {
-                    Some(Error::OutOfMemory)
-                }
-            }
         }
     }
 
@@ -602,11 +572,7 @@ impl Table {
             return Ok(());
         }
         self.lists.push(&self.mem, index, &w);
-        // SeqCst (a plain load on x86): see `refuse_unless_free`. Read-only
-        // unless an allocation was refused, so it costs no cache traffic.
-        if self.refused.load(SeqCst) != 0 {
-            self.refused.store(0, Relaxed);
-        }
+        self.refusal.clear_after_give_back();
         Ok(())
     }
 
@@ -933,7 +899,7 @@ impl Table {
                 }
             }
         }
-        self.refused.store(0, Relaxed);
+        self.refusal.clear();
     }
 }
 
@@ -961,14 +927,6 @@ fn beyond_table(handle: u32) -> bool {
         let _ = handle;
         false
     }
-}
-
-/// A monotonic clock in milliseconds, coarse (a vDSO read, no syscall).
-fn coarse_millis() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    (ts.tv_sec as u64).wrapping_mul(1000).wrapping_add(ts.tv_nsec as u64 / 1_000_000)
 }
 
 /// Why `set` refuses a handle that is not live.

@@ -121,9 +121,7 @@ impl Table {
                     }
                     // As in `free`: entries came back, so a refusal noted
                     // by `take` no longer holds.
-                    if self.refused.load(SeqCst) != 0 {
-                        self.refused.store(0, Relaxed);
-                    }
+                    self.refusal.clear_after_give_back();
                     return Err(e);
                 }
             }
@@ -227,9 +225,7 @@ impl Table {
         if let Some((s, top, bottom, count)) = run {
             self.lists.push_chain(&self.mem, s, top, bottom, count, &w);
         }
-        if self.refused.load(SeqCst) != 0 {
-            self.refused.store(0, Relaxed);
-        }
+        self.refusal.clear_after_give_back();
         self.batch_ends.fetch_add(1, SeqCst);
         Ok(())
     }

@@ -206,7 +206,7 @@ impl Table {
         let Some(c) = self.enter_cache(w) else { return false };
         // An allocation was refused since the last free: the entry goes on
         // its freelist, and `free` clears the flag (see `refuse_unless_free`).
-        if self.refused.load(Relaxed) != 0 {
+        if self.refusal.any() {
             leave(c);
             return false;
         }
