@@ -76,7 +76,7 @@ static int all_distinct_and_answering(void) {
 
 /* ---- threads that allocate until refused, then wait ---- */
 
-static pthread_barrier_t start, refused_all, raised, retried;
+static pthread_barrier_t start, first_refusals, refused_all, raised, retried;
 static int resource_under_test;
 static int retry_from_threads; /* the threads retry after the raise, not main */
 static int hammer;             /* each thread is refused this many times first */
@@ -87,6 +87,10 @@ static void *allocator(void *arg) {
   pthread_barrier_wait(&start);
   while (take_one()) {
   }
+  /* Until every thread has been refused once, another thread may still
+   * hold entries it took onto its stack just after a refusal's scan (a
+   * refusal is a snapshot); once all were refused, every stack is empty. */
+  pthread_barrier_wait(&first_refusals);
   for (int i = 1; i < hammer; i++)
     if (take_one()) atomic_fetch_add(&bad, 1); /* nothing was raised yet: must stay refused */
   pthread_barrier_wait(&refused_all);
@@ -118,6 +122,7 @@ static int round_threads(int delta_kib) {
   pthread_t t[THREADS];
   int at_start = atomic_load(&taken);
   pthread_barrier_init(&start, NULL, THREADS + 1);
+  pthread_barrier_init(&first_refusals, NULL, THREADS + 1);
   pthread_barrier_init(&refused_all, NULL, THREADS + 1);
   pthread_barrier_init(&raised, NULL, THREADS + 1);
   pthread_barrier_init(&retried, NULL, THREADS + 1);
@@ -126,6 +131,7 @@ static int round_threads(int delta_kib) {
   /* The threads' stacks are mapped: now the limit. */
   limit_above_use(resource_under_test, delta_kib);
   pthread_barrier_wait(&start);
+  pthread_barrier_wait(&first_refusals);
   pthread_barrier_wait(&refused_all);
   int before = atomic_load(&taken);
   limit(resource_under_test, -1);
