@@ -188,6 +188,11 @@ pub struct WcptStats {
 }
 
 static GLOBAL: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
+/// The table's base while the table exists and is not protected by pkeys,
+/// else null: `wcpt_get`'s whole lookup is one load of this, the entry's
+/// two words and a compare. (With pkeys, a lookup must first make sure the
+/// thread may read the table.) Set after GLOBAL, cleared before it.
+static LOOKUP_BASE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
 static LIFECYCLE: Mutex<()> = Mutex::new(());
 /// Whether the fork handlers are registered (under LIFECYCLE).
 static ATFORK: AtomicBool = AtomicBool::new(false);
@@ -258,6 +263,11 @@ fn init_slow() -> Result<&'static Table, Error> {
     unsafe { t.write(table) };
     // Release: the table is fully built before any thread can see it.
     GLOBAL.store(t, Release);
+    if protect::mode() != protect::Mode::Pkeys {
+        // SAFETY: just created; its base never moves while it lives.
+        // Release: as for GLOBAL.
+        LOOKUP_BASE.store(unsafe { &*t }.base().cast_mut(), Release);
+    }
     // SAFETY: just created and published; freed only by wcpt_teardown.
     Ok(unsafe { &*t })
 }
@@ -390,6 +400,7 @@ pub extern "C" fn wcpt_init() -> wcpt_status {
 pub unsafe extern "C" fn wcpt_teardown() {
     boundary((), || {
         let _g = LIFECYCLE.lock();
+        LOOKUP_BASE.store(std::ptr::null_mut(), Relaxed);
         let p = GLOBAL.swap(std::ptr::null_mut(), AcqRel);
         if !p.is_null() {
             // SAFETY: `p` came from Box::into_raw in init_slow and is no
@@ -411,6 +422,18 @@ pub unsafe extern "C" fn wcpt_teardown() {
 /// segment must be committed.
 #[no_mangle]
 pub extern "C" fn wcpt_alloc(entrypoint: usize, signature: u64) -> wcpt_handle {
+    // The common case first, straight-line; anything else (no table yet,
+    // a code region, pkeys, an empty stack, bad input) takes the full path.
+    if let Some(t) = existing_table() {
+        if let Some(h) = boundary(None, || t.alloc_fast(entrypoint as u64, signature)) {
+            return h;
+        }
+    }
+    alloc_general(entrypoint, signature)
+}
+
+#[inline(never)]
+fn alloc_general(entrypoint: usize, signature: u64) -> wcpt_handle {
     boundary(WCPT_INVALID_HANDLE, || {
         match table().and_then(|t| t.alloc(entrypoint as u64, signature)) {
             Ok(h) => h.raw(),
@@ -430,6 +453,17 @@ pub extern "C" fn wcpt_alloc(entrypoint: usize, signature: u64) -> wcpt_handle {
 /// freeing one handle at once, exactly one gets `WCPT_OK`. Lock-free.
 #[no_mangle]
 pub extern "C" fn wcpt_free(handle: wcpt_handle) -> wcpt_status {
+    // The common case first (see `wcpt_alloc`).
+    if let Some(t) = existing_table() {
+        if boundary(None, || t.free_fast(handle)).is_some() {
+            return wcpt_status::WCPT_OK;
+        }
+    }
+    free_general(handle)
+}
+
+#[inline(never)]
+fn free_general(handle: wcpt_handle) -> wcpt_status {
     boundary(wcpt_status::WCPT_ERR_INTERNAL, || status(table().and_then(|t| t.free(Handle::from_raw(handle)))))
 }
 
@@ -440,6 +474,19 @@ pub extern "C" fn wcpt_free(handle: wcpt_handle) -> wcpt_status {
 /// creates it) it answers 0 and creates nothing.
 #[no_mangle]
 pub extern "C" fn wcpt_get(handle: wcpt_handle) -> usize {
+    // Acquire: pairs with the Release store in `init_slow`.
+    let base = LOOKUP_BASE.load(Acquire);
+    if !base.is_null() {
+        // SAFETY: a non-null LOOKUP_BASE is the base of the live table, not
+        // protected by pkeys; it is cleared before teardown, which callers
+        // must not run concurrently with any other call.
+        return unsafe { Table::get_at(base, handle) } as usize;
+    }
+    get_general(handle)
+}
+
+#[inline(never)]
+fn get_general(handle: wcpt_handle) -> usize {
     boundary(0, || existing_table().map_or(0, |t| t.get(Handle::from_raw(handle))) as usize)
 }
 

@@ -92,7 +92,7 @@ pub struct Entry {
 
 
 #[cfg(not(loom))]
-pub(crate) use mmap::{alias_supported, Memory, MappedArray};
+pub(crate) use mmap::{Memory, MappedArray};
 
 #[cfg(not(loom))]
 mod mmap {
@@ -181,19 +181,6 @@ mod mmap {
             }
         }
         reserve(len)
-    }
-
-    /// Whether `memfd_create` works here (what the alias mode needs).
-    pub(crate) fn alias_supported() -> bool {
-        // SAFETY: creates and closes a file descriptor; no memory is touched.
-        unsafe {
-            let fd = libc::memfd_create(c"wcpt-probe".as_ptr(), libc::MFD_CLOEXEC);
-            if fd < 0 {
-                return false;
-            }
-            libc::close(fd);
-            true
-        }
     }
 
     /// A new memfd sized for every entry (sparse: no page is allocated).
@@ -609,7 +596,7 @@ mod mmap {
 }
 
 #[cfg(loom)]
-pub(crate) use model::{alias_supported, Memory, MappedArray};
+pub(crate) use model::{Memory, MappedArray};
 
 /// Under loom the memory is plain boxed atomics; releasing a segment stores
 /// zeros, which is what a concurrent reader of a released page observes.
@@ -617,11 +604,6 @@ pub(crate) use model::{alias_supported, Memory, MappedArray};
 mod model {
     use super::*;
     use crate::sync::Ordering::Relaxed;
-
-    /// Loom models run unprotected.
-    pub(crate) fn alias_supported() -> bool {
-        false
-    }
 
     /// Under loom a protected array is a boxed slice of loom atomics.
     pub(crate) struct MappedArray<T>(Box<[T]>);

@@ -101,10 +101,30 @@ pub(crate) fn init() {
                 return;
             }
         }
-        if crate::memory::alias_supported() {
+        if alias_supported() {
             ALIAS.store(true, Ordering::Release);
         }
     });
+}
+
+/// Whether `memfd_create` works here (what the alias mode needs).
+#[cfg(not(loom))]
+fn alias_supported() -> bool {
+    // SAFETY: creates and closes a file descriptor; no memory is touched.
+    unsafe {
+        let fd = libc::memfd_create(c"wcpt-probe".as_ptr(), libc::MFD_CLOEXEC);
+        if fd < 0 {
+            return false;
+        }
+        libc::close(fd);
+        true
+    }
+}
+
+/// Loom models run unprotected.
+#[cfg(loom)]
+fn alias_supported() -> bool {
+    false
 }
 
 /// Whether tables use the alias protection.
@@ -191,7 +211,7 @@ mod pkru {
         }
         // Relaxed: a statistic. The stripe is picked by the thread pointer,
         // so threads rarely share one; the RMW keeps the count exact anyway.
-        WRITES.0[crate::table::thread_hash() >> (usize::BITS - 4)].fetch_add(1, Ordering::Relaxed);
+        WRITES.0[crate::thread_slot::thread_hash() >> (usize::BITS - 4)].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -251,6 +271,21 @@ impl Window {
         // Close to exactly read-only, whatever the state was before: even if
         // the thread was (wrongly) writable already, it will not be after.
         Window { close: Some((pkru & !key_bits(k)) | write_disable(k)), _not_send: std::marker::PhantomData }
+    }
+}
+
+impl Window {
+    /// A window where none needs opening: `Some` exactly when the table is
+    /// not protected by pkeys (unprotected, or the alias mode, whose writes
+    /// go through the alias and need no change of rights). For the fast
+    /// paths, which leave the pkeys case to the general ones.
+    #[inline(always)]
+    pub(crate) fn if_unprotected() -> Option<Window> {
+        if key().is_some() {
+            None
+        } else {
+            Some(Window { close: None, _not_send: std::marker::PhantomData })
+        }
     }
 }
 

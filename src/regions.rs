@@ -46,12 +46,18 @@ impl CodeRegions {
 
     /// Refuses `entrypoint` with `NotCode` when regions are registered and
     /// none holds it. Entrypoint 0 (a placeholder) is always accepted.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn check(&self, entrypoint: u64) -> Result<(), Error> {
         // Relaxed: an alloc racing a first registration may see either state.
+        // One load and branch when no region is registered.
         if self.len.load(Relaxed) == 0 || entrypoint == 0 {
             return Ok(());
         }
+        self.check_registered(entrypoint)
+    }
+
+    #[inline(never)]
+    fn check_registered(&self, entrypoint: u64) -> Result<(), Error> {
         let ok = match self.lookup(entrypoint) {
             Some(found) => found,
             None => contains(&self.truth.lock(), entrypoint),
@@ -61,6 +67,12 @@ impl CodeRegions {
         } else {
             Err(Error::NotCode)
         }
+    }
+
+    /// Whether any region is registered (Relaxed, as in `check`).
+    #[inline(always)]
+    pub(crate) fn any(&self) -> bool {
+        self.len.load(Relaxed) != 0
     }
 
     /// Lock-free lookup; `None` if a writer was publishing meanwhile.

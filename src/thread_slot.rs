@@ -67,6 +67,23 @@ pub(crate) fn thread_pointer() -> usize {
     }
 }
 
+/// A hash of the calling thread's identity, the same for every call on one
+/// thread, different between threads (mostly): the thread pointer times a
+/// Fibonacci constant. Take its *top* bits (`>> (64 - k)`): those mix every
+/// bit of the pointer, which for threads differ mostly in high bits.
+/// Async-signal-safe. (0 under loom, whose models are deterministic.)
+#[inline]
+pub(crate) fn thread_hash() -> usize {
+    #[cfg(not(loom))]
+    {
+        thread_pointer().wrapping_mul(HASH)
+    }
+    #[cfg(loom)]
+    {
+        0
+    }
+}
+
 /// The calling thread's slot, claiming one on first use; `None` if both of
 /// its candidates are owned by other threads, or it cannot be given back
 /// at exit. Async-signal-safe once the thread has a slot.
@@ -74,12 +91,33 @@ pub(crate) fn thread_pointer() -> usize {
 #[inline]
 pub(crate) fn current() -> Option<usize> {
     let tp = thread_pointer();
-    let (a, b) = candidates(tp);
+    // The first candidate alone on the fast path (a thread claims it first).
+    let a = tp.wrapping_mul(HASH) >> (usize::BITS - SLOT_BITS);
     // Relaxed: only this thread stores its own pointer in a slot, and only
     // it removes it, so this thread's loads see its own latest stores.
     if OWNERS[a].load(Relaxed) == tp {
         return Some(a);
     }
+    second_candidate(tp)
+}
+
+/// The calling thread's slot if it is its first candidate (the common
+/// case), else `None`, without claiming. Async-signal-safe.
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) fn current_if_claimed() -> Option<usize> {
+    let tp = thread_pointer();
+    let a = tp.wrapping_mul(HASH) >> (usize::BITS - SLOT_BITS);
+    // Relaxed: as in `current`.
+    (OWNERS[a].load(Relaxed) == tp).then_some(a)
+}
+
+/// The slot when it is not the first candidate: the second, or a new claim.
+#[cfg(not(loom))]
+#[cold]
+#[inline(never)]
+fn second_candidate(tp: usize) -> Option<usize> {
+    let (a, b) = candidates(tp);
     if OWNERS[b].load(Relaxed) == tp {
         return Some(b);
     }
@@ -94,12 +132,16 @@ pub(crate) fn owned() -> Option<usize> {
     [a, b].into_iter().find(|&s| OWNERS[s].load(Relaxed) == tp)
 }
 
+/// The Fibonacci hashing constant (2^64 / the golden ratio).
+#[cfg(not(loom))]
+const HASH: usize = 0x9E37_79B9_7F4A_7C15;
+
 /// The two candidate slots of a thread pointer: two disjoint bit fields of
 /// its Fibonacci hash (the top bits mix every bit of the pointer).
 #[cfg(not(loom))]
 #[inline(always)]
 fn candidates(tp: usize) -> (usize, usize) {
-    let h = tp.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let h = tp.wrapping_mul(HASH);
     let a = h >> (usize::BITS - SLOT_BITS);
     let b = (h >> (usize::BITS - 2 * SLOT_BITS)) & (SLOTS - 1);
     (a, if b == a { a ^ 1 } else { b })
@@ -308,6 +350,12 @@ pub(crate) fn current() -> Option<usize> {
 pub(crate) fn owned() -> Option<usize> {
     let s = MINE.with(|m| m.get());
     (s < SLOTS).then_some(s)
+}
+
+#[cfg(loom)]
+#[allow(dead_code)] // the fast paths are the C ABI's
+pub(crate) fn current_if_claimed() -> Option<usize> {
+    owned()
 }
 
 /// Under loom a slot may hold an exited thread's cache; treat all as owned.

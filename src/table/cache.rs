@@ -101,6 +101,17 @@ impl Caches {
         Ok(Caches { slots: MappedArray::zeroed(SLOTS)?, on: on && thread_slot::barriers_available(), drain: Mutex::new(()) })
     }
 
+    /// The stack of thread slot `s` (< `SLOTS`, as `thread_slot` gives).
+    #[inline(always)]
+    fn slot(&self, s: usize) -> &Cache {
+        debug_assert!(s < SLOTS && self.slots.len() == SLOTS);
+        // SAFETY: `slots` was mapped with SLOTS elements (`new`) and never
+        // shrinks, and every slot number `thread_slot` gives is < SLOTS
+        // (a hash's top SLOT_BITS bits, or a checked key value): in bounds.
+        // Unchecked to keep the bounds check off the fast path.
+        unsafe { self.slots.get_unchecked(s % SLOTS) }
+    }
+
     /// Entries on all stacks (racy while threads work).
     pub(crate) fn cached(&self) -> usize {
         if !self.on {
@@ -143,7 +154,13 @@ impl Table {
         if !self.caches.on {
             return None;
         }
-        let c = &self.caches.slots[thread_slot::current()?];
+        let c = self.caches.slot(thread_slot::current()?);
+        self.enter(c, _w)
+    }
+
+    /// Enters the calling thread's own stack `c` (see `enter_cache`).
+    #[inline(always)]
+    fn enter<'a>(&self, c: &'a Cache, _w: &Window) -> Option<&'a Cache> {
         // Only this thread writes `busy`: 1 here means a signal handler
         // interrupted this thread inside its own stack.
         if c.busy.load(Relaxed) != 0 {
@@ -157,6 +174,29 @@ impl Table {
             return None;
         }
         Some(c)
+    }
+
+    /// A free entry from the calling thread's stack if it holds one: no
+    /// refill, no slot claim (`None` then; the caller takes the general
+    /// path).
+    #[inline(always)]
+    #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))]
+    pub(super) fn cached_take_fast(&self, w: &Window) -> Option<u32> {
+        if !self.caches.on {
+            return None;
+        }
+        let c = self.caches.slot(thread_slot::current_if_claimed()?);
+        let c = self.enter(c, w)?;
+        let n = c.len.load(Relaxed);
+        let got = if n.wrapping_sub(1) < CAP as u32 {
+            c.len.store(n - 1, Relaxed);
+            Some(c.items[n as usize - 1].load(Relaxed))
+        } else {
+            None
+        };
+        leave(c);
+        // Only a corrupted stack could hold these; never hand them out.
+        got.filter(|&i| i != 0 && i < LAST_INDEX)
     }
 
     /// A free entry from the calling thread's stack (refilled from its shard
@@ -184,6 +224,7 @@ impl Table {
     /// of its sight). Returns how many; 0 if the segment has none (then the
     /// caller takes the shared way, which refills the shard).
     #[cold]
+    #[inline(never)]
     fn refill_cache(&self, c: &Cache, w: &Window) -> u32 {
         let current = self.shards[shard_index()].load(Relaxed);
         if current == 0 {
@@ -223,6 +264,7 @@ impl Table {
     /// Gives entries `keep..n` of a stack we are inside back to their
     /// freelists; returns `keep`.
     #[cold]
+    #[inline(never)]
     fn spill(&self, c: &Cache, n: usize, keep: usize, w: &Window) -> usize {
         let mut out = [0u32; CAP];
         for (o, item) in out.iter_mut().zip(&c.items[keep..n]) {
