@@ -11,6 +11,7 @@
 #   make check-wasm2c  WABT's wasm2c spec suite on wcpt (integrations/wasm2c; needs wabt)
 #   make bench-wasm2c  call_indirect through wcpt against stock wasm2c
 #   make bench-v8real  wcpt against V8 15.2's own table code (fetched with cargo)
+#   make bench-count   instructions per operation, wcpt and V8's code (callgrind)
 #   make header  regenerate include/wcpt.h with the cbindgen command line
 #   make install PREFIX=/usr/local DESTDIR=    (and make uninstall)
 #   make clean
@@ -53,7 +54,7 @@ INSTALLED   := $(LIBDIR)/libwcpt.so.$(VERSION) $(LIBDIR)/libwcpt.so.$(SOVER) $(L
                $(LIBDIR)/libwcpt.a $(INCLUDEDIR)/wcpt.h $(LIBDIR)/pkgconfig/wcpt.pc $(LIBDIR)/pkgconfig/wcpt-static.pc \
                $(LIBDIR)/cmake/wcpt/wcptConfig.cmake $(LIBDIR)/cmake/wcpt/wcptConfigVersion.cmake
 
-.PHONY: all lib header check check-pkeys check-wasm2c c-tests demo loom sanitize fuzz soak install uninstall install-check bench bench-wasm2c bench-v8real clean
+.PHONY: all lib header check check-pkeys check-wasm2c c-tests demo loom sanitize fuzz soak install uninstall install-check bench bench-wasm2c bench-v8real bench-count clean
 
 all: lib
 
@@ -199,9 +200,9 @@ sanitize: lib c-tests $(foreach t,$(C_TESTS),$(BUILD)/asan-shared/$(t) $(BUILD)/
 BENCH_BIN = $$(ls -t target/release/deps/bench-* | grep -v '\.d$$' | head -1)
 
 # Runs the benchmarks (one release binary, every baseline in the same run)
-# under /usr/bin/time -v, then counts instructions per alloc+free pair with
-# callgrind, and appends both to BENCHMARKS.md. perf stat is used where the
-# machine supports hardware counters.
+# under /usr/bin/time -v and writes BENCHMARKS.md; then wasm2c, the section
+# against V8's own code, and its instruction counts (callgrind), appended.
+# perf stat is used where the machine supports hardware counters.
 bench:
 	$(CARGO) bench --bench bench --features capi --no-run
 	@BENCH_DATE="$$(date -u '+%Y-%m-%d %H:%M UTC')" BENCH_COMMIT="$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
@@ -209,21 +210,14 @@ bench:
 	@{ echo; echo "## Whole process (/usr/bin/time -v)"; echo; \
 	  grep -E "Elapsed|Maximum resident|Percent of CPU|context switches" $(BUILD)/bench-time.txt | sed 's/^\s*/- /'; } \
 	  | tee -a BENCHMARKS.md
-	@{ echo; echo "## Instructions per alloc+free pair (valgrind --tool=callgrind)"; echo; \
-	  for impl in wcpt v8; do \
-	    BENCH_ONLY=profile-$$impl valgrind --tool=callgrind --callgrind-out-file=$(BUILD)/callgrind.$$impl \
-	      --toggle-collect='*pairs_'$$impl'*' $(BENCH_BIN) --bench > /dev/null 2>&1; \
-	    ir=$$(callgrind_annotate $(BUILD)/callgrind.$$impl 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $$1); print $$1}'); \
-	    echo "- $$impl: $$(( ir / 110000 )) instructions per pair (110,000 pairs, under WCPT_PROTECT as set)"; \
-	  done; \
-	  if perf stat -e instructions true 2>&1 | grep -q "not supported"; then \
-	    echo "- perf stat: hardware counters are not supported on this machine"; \
-	  else \
-	    echo "- perf stat (wcpt pairs):"; BENCH_ONLY=profile-wcpt perf stat -e cycles,instructions $(BENCH_BIN) --bench 2>&1 | grep -E "cycles|instructions" | sed 's/^/  /'; \
-	  fi; } | tee -a BENCHMARKS.md
+	@if perf stat -e instructions true 2>&1 | grep -q "not supported"; then :; else \
+	  { echo; echo "## perf stat (wcpt alloc+free pairs)"; echo; \
+	    BENCH_ONLY=profile-wcpt perf stat -e cycles,instructions $(BENCH_BIN) --bench 2>&1 | grep -E "cycles|instructions" | sed 's/^/- /'; } \
+	  | tee -a BENCHMARKS.md; fi
 	@if [ -x "$(WASM2C_BIN)" ] && [ -f $(WASM2C_RT)/wasm-rt.h ]; then $(MAKE) --no-print-directory bench-wasm2c BENCH_APPEND=1; \
 	  else { echo; echo "## wasm2c"; echo; echo "- not measured: wabt is not installed (apt-get install wabt)"; } | tee -a BENCHMARKS.md; fi
 	@$(MAKE) --no-print-directory bench-v8real BENCH_APPEND=1
+	@$(MAKE) --no-print-directory bench-count BENCH_APPEND=1
 
 # V8 15.2's WasmCodePointerTable, extracted unmodified from the `v8` crate
 # (benches/v8real/fetch.sh) and compiled over stand-in headers of our own
@@ -241,6 +235,11 @@ $(V8REAL)/bench_v8real: benches/v8real/bench_v8real.cc $(V8REAL_SRC) $(wildcard 
 
 bench-v8real: $(V8REAL)/bench_v8real
 	@{ echo; ./$(V8REAL)/bench_v8real $(if $(QUICK),--quick); } | $(if $(BENCH_APPEND),tee -a BENCHMARKS.md,cat)
+
+# Instructions per operation, wcpt and V8's own code in the same harness,
+# counted by callgrind (machine-independent; about 10 s).
+bench-count: $(V8REAL)/bench_v8real
+	@{ echo; benches/v8real/count.sh $(V8REAL)/bench_v8real; } | $(if $(BENCH_APPEND),tee -a BENCHMARKS.md,cat)
 
 SOAK_SECONDS ?= 120
 
