@@ -32,7 +32,7 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 CWARN       := -Wall -Wextra -pedantic -Werror
 CFLAGS      ?= -O2 -g
 CFLAGS_ALL  := -std=c11 -D_GNU_SOURCE $(CWARN) $(CFLAGS) -Iinclude -Ic-tests -pthread
-C_TESTS     := test_api test_call test_bad_input test_threads test_lifecycle test_sweep_rss test_fork test_limits test_protect test_oom test_oom_recovery test_alias
+C_TESTS     := test_api test_call test_bad_input test_threads test_lifecycle test_sweep_rss test_fork test_limits test_protect test_oom test_oom_recovery test_config test_alias
 LOG         := $(BUILD)/check.log
 LOOM_PREEMPTIONS ?= 2
 RUST_SRC    := $(wildcard src/*.rs src/*/*.rs) build.rs cbindgen.toml Cargo.toml
@@ -162,6 +162,7 @@ check-pkeys: c-tests $(BUILD)/shared/test_pkeys $(BUILD)/minijit
 	  'test_pkeys WCPT_PKEYS_LOOPS=$(PKEYS_LOOPS) -- $(BUILD)/shared/test_pkeys' \
 	  'test_protect -- $(BUILD)/shared/test_protect' \
 	  'test_alias -- $(BUILD)/shared/test_alias' \
+	  'test_config WCPT_TEST_REQUIRE_PKU=1 -- $(BUILD)/shared/test_config' \
 	  'test_dlopen -- $(BUILD)/shared/test_dlopen $(SO)' \
 	  'minijit -- $(BUILD)/minijit' \
 	  $(foreach t,$(PKEYS_QUICK),'$(t) WCPT_TEST_QUICK=1 -- $(BUILD)/shared/$(t)') || true

@@ -129,6 +129,18 @@ typedef struct wcpt_stats wcpt_stats_t;
 #define WCPT_VERSION_PATCH 0
 
 /**
+ * `struct wcpt_config` flag: fail with `WCPT_ERR_PROTECTION` instead of
+ * running unprotected (also when `WCPT_PROTECT=off` would switch it off).
+ */
+#define WCPT_CONFIG_REQUIRE_PROTECTION (uint32_t)1
+
+/**
+ * `struct wcpt_config` flag: no per-thread stacks of free entries (every
+ * allocation and free uses the shared freelists).
+ */
+#define WCPT_CONFIG_NO_THREAD_CACHE (uint32_t)2
+
+/**
  * The result of an operation.
  */
 enum wcpt_status
@@ -180,6 +192,13 @@ enum wcpt_status
    * An internal error in wcpt was caught; nothing was changed.
    */
   WCPT_ERR_INTERNAL = 9,
+  /**
+   * `wcpt_init_with`: the table exists already with another
+   * configuration (created by an earlier call, or lazily by any other
+   * call with the defaults); nothing was changed. After `wcpt_teardown`
+   * a new configuration applies.
+   */
+  WCPT_ERR_ALREADY_INITIALIZED = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -213,6 +232,12 @@ enum wcpt_protection
    * addresses. The default where pkeys are missing.
    */
   WCPT_PROTECTION_ALIAS = 2,
+  /**
+   * For `struct wcpt_config` only: the best protection that works here
+   * (pkeys, else the alias, else none). `wcpt_protection_mode()` never
+   * returns it.
+   */
+  WCPT_PROTECTION_AUTO = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -221,6 +246,50 @@ typedef enum wcpt_protection wcpt_protection;
 typedef uint32_t wcpt_protection;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+/**
+ * How `wcpt_init_with` creates the table. Fill it in with
+ * `wcpt_config_init` first, then change the fields you need: a field left
+ * at its default may be set by an environment variable (`WCPT_PROTECT`
+ * for `protection`, `WCPT_THREAD_CACHE=off` for the thread-cache flag);
+ * one you set is exact.
+ */
+typedef struct wcpt_config {
+  /**
+   * `sizeof(struct wcpt_config)` as the caller's header has it, so the
+   * struct can grow: a larger size is accepted when the bytes past this
+   * version's fields are zero (at most 4096 bytes in all).
+   */
+  uint32_t size;
+  /**
+   * `WCPT_PROTECTION_AUTO` (the default), or exactly
+   * `WCPT_PROTECTION_NONE`, `_PKEYS` or `_ALIAS` (`WCPT_ERR_PROTECTION`
+   * where the mode does not work here: never a silent downgrade).
+   * Protection is process-wide.
+   */
+  wcpt_protection protection;
+  /**
+   * -1 (the default): wcpt allocates its own protection key. 1 to 15: a
+   * key the embedder allocated with `pkey_alloc`, shared with the
+   * engine's own protection (with `WCPT_PROTECTION_PKEYS` only). wcpt
+   * tags the table with it, never frees it, and its write windows
+   * restore exactly the rights the thread had for it: an engine's window
+   * open around a wcpt call stays open, one closed stays closed.
+   */
+  int32_t pkey;
+  /**
+   * 0 (the default): `WCPT_CAPACITY`. Else a cap on live entries:
+   * allocations past it get `WCPT_ERR_CAPACITY`, and `wcpt_stats`
+   * reports it as `capacity`. The address space stays reserved whole,
+   * so masked handles never fault and generated code needs no bounds
+   * check.
+   */
+  uint32_t max_entries;
+  /**
+   * `WCPT_CONFIG_REQUIRE_PROTECTION`, `WCPT_CONFIG_NO_THREAD_CACHE`.
+   */
+  uint32_t flags;
+} wcpt_config;
 
 /**
  * A handle to a table entry: the entry index in the low 24 bits
@@ -253,6 +322,38 @@ extern "C" {
  * cannot be reserved.
  */
 wcpt_status wcpt_init(void);
+
+/**
+ * Fills `config` with the defaults: `size` = `sizeof(struct wcpt_config)`,
+ * `WCPT_PROTECTION_AUTO`, `pkey` -1, `max_entries` 0, no flags. Does
+ * nothing for NULL.
+ *
+ * # Safety
+ * `config` is NULL or points to a writable `struct wcpt_config`.
+ */
+void wcpt_config_init(struct wcpt_config *config);
+
+/**
+ * Creates the process-wide table with `config` (see `struct wcpt_config`).
+ *
+ * Returns `WCPT_OK` if the table was created, or already exists with the
+ * same configuration; `WCPT_ERR_ALREADY_INITIALIZED` if it exists with
+ * another (created by an earlier call, or lazily by any other call with
+ * the defaults); `WCPT_ERR_INVALID_ARGUMENT` for NULL or a malformed
+ * configuration (a `size` below this version's or above 4096, non-zero
+ * bytes past the known fields, an unknown mode or flag, a key other than
+ * -1 or 1 to 15, a key without `WCPT_PROTECTION_PKEYS`,
+ * `WCPT_CONFIG_REQUIRE_PROTECTION` with `WCPT_PROTECTION_NONE`, a key this
+ * process did not allocate); `WCPT_ERR_PROTECTION` if the mode asked for
+ * does not work here, or none does and protection is required;
+ * `WCPT_ERR_OUT_OF_MEMORY`. A refused call creates nothing. After
+ * `wcpt_teardown` a new configuration applies.
+ *
+ * # Safety
+ * `config` is NULL or points to a `struct wcpt_config` of `config->size`
+ * readable bytes.
+ */
+wcpt_status wcpt_init_with(const struct wcpt_config *config);
 
 /**
  * Releases the table's memory and every native handle. A later call creates
@@ -452,7 +553,9 @@ wcpt_protection wcpt_protection_mode(void);
  * Puts the calling thread in the read-only state for the table: generated
  * code may then read it directly through `wcpt_table_base()`, and nothing
  * can write it outside the library. Never grants write access (and takes
- * away a write access it finds). Library calls never need it.
+ * away a write access it finds, except with an embedder's shared key,
+ * whose write access is the engine's own window). Library calls never
+ * need it.
  *
  * The one rule that is always safe: call it before generated code reads the
  * table on any thread you did not create after loading wcpt yourself, and

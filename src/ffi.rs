@@ -9,6 +9,7 @@
 // `24 as u32` and the like are how cbindgen learns each constant's C type.
 #![allow(clippy::unnecessary_cast)]
 
+use crate::config::Config;
 use crate::handle::{self, Error, Handle};
 use crate::protect;
 use crate::sync::{Mutex, MutexGuard, Ordering::*};
@@ -114,6 +115,11 @@ pub enum wcpt_status {
     WCPT_ERR_PROTECTION = 8,
     /// An internal error in wcpt was caught; nothing was changed.
     WCPT_ERR_INTERNAL = 9,
+    /// `wcpt_init_with`: the table exists already with another
+    /// configuration (created by an earlier call, or lazily by any other
+    /// call with the defaults); nothing was changed. After `wcpt_teardown`
+    /// a new configuration applies.
+    WCPT_ERR_ALREADY_INITIALIZED = 10,
 }
 
 impl From<Error> for wcpt_status {
@@ -128,6 +134,7 @@ impl From<Error> for wcpt_status {
             Error::NotCode => wcpt_status::WCPT_ERR_NOT_CODE,
             Error::Protection => wcpt_status::WCPT_ERR_PROTECTION,
             Error::Internal => wcpt_status::WCPT_ERR_INTERNAL,
+            Error::AlreadyInitialized => wcpt_status::WCPT_ERR_ALREADY_INITIALIZED,
         }
     }
 }
@@ -160,7 +167,65 @@ pub enum wcpt_protection {
     /// random address; the rest of its protected state is only at random
     /// addresses. The default where pkeys are missing.
     WCPT_PROTECTION_ALIAS = 2,
+    /// For `struct wcpt_config` only: the best protection that works here
+    /// (pkeys, else the alias, else none). `wcpt_protection_mode()` never
+    /// returns it.
+    WCPT_PROTECTION_AUTO = 3,
 }
+
+/// A protection mode passed in from C (any 32-bit value, so that an
+/// unknown one is refused, not undefined behaviour). The header calls it
+/// `wcpt_protection`.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WcptProtectionArg(pub u32);
+
+/// `struct wcpt_config` flag: fail with `WCPT_ERR_PROTECTION` instead of
+/// running unprotected (also when `WCPT_PROTECT=off` would switch it off).
+pub const WCPT_CONFIG_REQUIRE_PROTECTION: u32 = 1 as u32;
+/// `struct wcpt_config` flag: no per-thread stacks of free entries (every
+/// allocation and free uses the shared freelists).
+pub const WCPT_CONFIG_NO_THREAD_CACHE: u32 = 2 as u32;
+
+/// How `wcpt_init_with` creates the table. Fill it in with
+/// `wcpt_config_init` first, then change the fields you need: a field left
+/// at its default may be set by an environment variable (`WCPT_PROTECT`
+/// for `protection`, `WCPT_THREAD_CACHE=off` for the thread-cache flag);
+/// one you set is exact.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct wcpt_config {
+    /// `sizeof(struct wcpt_config)` as the caller's header has it, so the
+    /// struct can grow: a larger size is accepted when the bytes past this
+    /// version's fields are zero (at most 4096 bytes in all).
+    pub size: u32,
+    /// `WCPT_PROTECTION_AUTO` (the default), or exactly
+    /// `WCPT_PROTECTION_NONE`, `_PKEYS` or `_ALIAS` (`WCPT_ERR_PROTECTION`
+    /// where the mode does not work here: never a silent downgrade).
+    /// Protection is process-wide.
+    pub protection: WcptProtectionArg,
+    /// -1 (the default): wcpt allocates its own protection key. 1 to 15: a
+    /// key the embedder allocated with `pkey_alloc`, shared with the
+    /// engine's own protection (with `WCPT_PROTECTION_PKEYS` only). wcpt
+    /// tags the table with it, never frees it, and its write windows
+    /// restore exactly the rights the thread had for it: an engine's window
+    /// open around a wcpt call stays open, one closed stays closed.
+    pub pkey: i32,
+    /// 0 (the default): `WCPT_CAPACITY`. Else a cap on live entries:
+    /// allocations past it get `WCPT_ERR_CAPACITY`, and `wcpt_stats`
+    /// reports it as `capacity`. The address space stays reserved whole,
+    /// so masked handles never fault and generated code needs no bounds
+    /// check.
+    pub max_entries: u32,
+    /// `WCPT_CONFIG_REQUIRE_PROTECTION`, `WCPT_CONFIG_NO_THREAD_CACHE`.
+    pub flags: u32,
+}
+
+/// The size of the first version of `struct wcpt_config`.
+const CONFIG_V1_SIZE: u32 = std::mem::size_of::<wcpt_config>() as u32;
+const _: () = assert!(CONFIG_V1_SIZE == 20);
+/// The largest `size` accepted (a newer header's struct, zero-extended).
+const CONFIG_MAX_SIZE: u32 = 4096;
 
 /// Counters of the table, filled in by `wcpt_stats`. A snapshot: exact when
 /// no other thread is using the table.
@@ -205,7 +270,7 @@ fn set_last_error(e: Error) {
     let _ = LAST_ERROR.try_with(|c| c.set(e.into()));
 }
 
-/// The process-wide table, created on first use.
+/// The process-wide table, created on first use (with the defaults).
 #[inline]
 fn table() -> Result<&'static Table, Error> {
     let p = GLOBAL.load(Acquire);
@@ -214,7 +279,7 @@ fn table() -> Result<&'static Table, Error> {
         // until wcpt_teardown, which callers must not run concurrently.
         return Ok(unsafe { &*p });
     }
-    init_slow()
+    init_slow(None)
 }
 
 /// The process-wide table if it exists, without creating it: for lookups,
@@ -231,8 +296,14 @@ fn existing_table() -> Option<&'static Table> {
 /// as `OutOfMemory`: the table's memory is mapped, and the `Table` value
 /// itself is placed with `std::alloc::alloc`, whose null is checked (a
 /// `Box::new` would call the allocation error handler, which aborts).
+///
+/// With `config`, the table must have that configuration: created with it
+/// if there is none, else `AlreadyInitialized` unless the existing table's
+/// is the same. Without, any existing table will do, and a new one has the
+/// defaults.
 #[cold]
-fn init_slow() -> Result<&'static Table, Error> {
+fn init_slow(config: Option<&Config>) -> Result<&'static Table, Error> {
+    let config = config.copied().map(Config::validated).transpose()?;
     let _g = LIFECYCLE.lock();
     if !ATFORK.load(Relaxed) {
         // SAFETY: the handlers are plain functions that stay valid for the
@@ -249,9 +320,13 @@ fn init_slow() -> Result<&'static Table, Error> {
     let p = GLOBAL.load(Acquire);
     if !p.is_null() {
         // SAFETY: as in `table`.
-        return Ok(unsafe { &*p });
+        let t = unsafe { &*p };
+        return match config {
+            Some(c) if c != t.config() => Err(Error::AlreadyInitialized),
+            _ => Ok(t),
+        };
     }
-    let table = Table::new()?;
+    let table = Table::with_config(&config.unwrap_or(Config::DEFAULT))?;
     let layout = std::alloc::Layout::new::<Table>();
     // SAFETY: Table is not zero-sized.
     let t = unsafe { std::alloc::alloc(layout) }.cast::<Table>();
@@ -384,6 +459,104 @@ fn boundary<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
 #[no_mangle]
 pub extern "C" fn wcpt_init() -> wcpt_status {
     boundary(wcpt_status::WCPT_ERR_INTERNAL, || status(table().map(|_| ())))
+}
+
+/// Fills `config` with the defaults: `size` = `sizeof(struct wcpt_config)`,
+/// `WCPT_PROTECTION_AUTO`, `pkey` -1, `max_entries` 0, no flags. Does
+/// nothing for NULL.
+///
+/// # Safety
+/// `config` is NULL or points to a writable `struct wcpt_config`.
+#[no_mangle]
+pub unsafe extern "C" fn wcpt_config_init(config: *mut wcpt_config) {
+    if !config.is_null() {
+        let defaults = wcpt_config {
+            size: CONFIG_V1_SIZE,
+            protection: WcptProtectionArg(wcpt_protection::WCPT_PROTECTION_AUTO as u32),
+            pkey: -1,
+            max_entries: 0,
+            flags: 0,
+        };
+        // SAFETY: non-null and writable (the caller's promise).
+        unsafe { config.write(defaults) };
+    }
+}
+
+/// The Rust configuration of a C one, or `InvalidArgument`: a `size`
+/// below the first version's or above 4096, non-zero bytes past the known
+/// fields, an unknown mode or flag, a key below -1, above 15 or 0, or a key
+/// without `WCPT_PROTECTION_PKEYS`, or `WCPT_CONFIG_REQUIRE_PROTECTION` with
+/// `WCPT_PROTECTION_NONE`.
+///
+/// # Safety
+/// `config` points to at least `config.size` readable bytes.
+unsafe fn config_from_c(config: *const wcpt_config) -> Result<Config, Error> {
+    // SAFETY: the size word is readable in any version of the struct.
+    let size = unsafe { config.cast::<u32>().read() };
+    if !(CONFIG_V1_SIZE..=CONFIG_MAX_SIZE).contains(&size) {
+        return Err(Error::InvalidArgument);
+    }
+    // SAFETY: `size` bytes are readable (the caller's promise), and
+    // `size` >= CONFIG_V1_SIZE.
+    let (c, extra) = unsafe {
+        (
+            config.read(),
+            std::slice::from_raw_parts(config.cast::<u8>().add(CONFIG_V1_SIZE as usize), (size - CONFIG_V1_SIZE) as usize),
+        )
+    };
+    if extra.iter().any(|&b| b != 0) {
+        return Err(Error::InvalidArgument);
+    }
+    let protection = match c.protection.0 {
+        0 => Some(protect::Mode::None),
+        1 => Some(protect::Mode::Pkeys),
+        2 => Some(protect::Mode::Alias),
+        3 => None,
+        _ => return Err(Error::InvalidArgument),
+    };
+    if c.flags & !(WCPT_CONFIG_REQUIRE_PROTECTION | WCPT_CONFIG_NO_THREAD_CACHE) != 0 || c.pkey < -1 {
+        return Err(Error::InvalidArgument);
+    }
+    Config {
+        protection,
+        pkey: u32::try_from(c.pkey).ok(),
+        max_entries: c.max_entries as usize,
+        require_protection: c.flags & WCPT_CONFIG_REQUIRE_PROTECTION != 0,
+        thread_cache: c.flags & WCPT_CONFIG_NO_THREAD_CACHE == 0,
+    }
+    .validated()
+}
+
+/// Creates the process-wide table with `config` (see `struct wcpt_config`).
+///
+/// Returns `WCPT_OK` if the table was created, or already exists with the
+/// same configuration; `WCPT_ERR_ALREADY_INITIALIZED` if it exists with
+/// another (created by an earlier call, or lazily by any other call with
+/// the defaults); `WCPT_ERR_INVALID_ARGUMENT` for NULL or a malformed
+/// configuration (a `size` below this version's or above 4096, non-zero
+/// bytes past the known fields, an unknown mode or flag, a key other than
+/// -1 or 1 to 15, a key without `WCPT_PROTECTION_PKEYS`,
+/// `WCPT_CONFIG_REQUIRE_PROTECTION` with `WCPT_PROTECTION_NONE`, a key this
+/// process did not allocate); `WCPT_ERR_PROTECTION` if the mode asked for
+/// does not work here, or none does and protection is required;
+/// `WCPT_ERR_OUT_OF_MEMORY`. A refused call creates nothing. After
+/// `wcpt_teardown` a new configuration applies.
+///
+/// # Safety
+/// `config` is NULL or points to a `struct wcpt_config` of `config->size`
+/// readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn wcpt_init_with(config: *const wcpt_config) -> wcpt_status {
+    boundary(wcpt_status::WCPT_ERR_INTERNAL, || {
+        if config.is_null() {
+            return wcpt_status::WCPT_ERR_INVALID_ARGUMENT;
+        }
+        // SAFETY: non-null, with `size` readable bytes (the caller's promise).
+        match unsafe { config_from_c(config) } {
+            Ok(c) => status(init_slow(Some(&c)).map(|_| ())),
+            Err(e) => e.into(),
+        }
+    })
 }
 
 /// Releases the table's memory and every native handle. A later call creates
@@ -738,6 +911,7 @@ pub extern "C" fn wcpt_status_str(status: WcptStatusArg) -> *const c_char {
         7 => b"entrypoint is not in a registered code region\0",
         8 => b"memory protection failed\0",
         9 => b"internal error\0",
+        10 => b"already initialized with another configuration\0",
         _ => b"unknown status\0",
     };
     s.as_ptr().cast()
@@ -764,7 +938,9 @@ pub extern "C" fn wcpt_protection_mode() -> wcpt_protection {
 /// Puts the calling thread in the read-only state for the table: generated
 /// code may then read it directly through `wcpt_table_base()`, and nothing
 /// can write it outside the library. Never grants write access (and takes
-/// away a write access it finds). Library calls never need it.
+/// away a write access it finds, except with an embedder's shared key,
+/// whose write access is the engine's own window). Library calls never
+/// need it.
 ///
 /// The one rule that is always safe: call it before generated code reads the
 /// table on any thread you did not create after loading wcpt yourself, and

@@ -65,18 +65,14 @@ impl Head {
     }
 }
 
-/// Number of entries of `segment` that can ever be allocated: index 0 and the
-/// last index are never handed out.
+/// Number of entries of `segment` below index `end` (exclusive) that can
+/// ever be allocated: index 0 and the last index are never handed out.
 #[inline]
-pub(crate) fn segment_capacity(segment: u32) -> u32 {
-    let mut cap = ENTRIES_PER_SEGMENT;
-    if segment == 0 {
-        cap -= 1;
-    }
-    if segment == SEGMENTS - 1 {
-        cap -= 1;
-    }
-    cap
+fn capacity_below(segment: u32, end: u32) -> u32 {
+    let base = segment << SEGMENT_SHIFT;
+    let last = (base + ENTRIES_PER_SEGMENT).min(end.min(LAST_INDEX)); // exclusive
+    let first = base + first_local(segment);
+    last.saturating_sub(first)
 }
 
 #[inline]
@@ -98,12 +94,36 @@ fn unlink(word: u64) -> Option<u32> {
 /// The heads of all segments.
 pub(crate) struct Freelists {
     heads: MappedArray<CachePadded<AtomicU64>>,
+    /// Entries at this index and above are never listed (a cap on live
+    /// entries; `LAST_INDEX` for none).
+    end: u32,
 }
 
 impl Freelists {
-    /// Every segment closed (all-zero heads), or `OutOfMemory`.
-    pub(crate) fn new() -> Result<Freelists, Error> {
-        Ok(Freelists { heads: MappedArray::zeroed(SEGMENTS as usize)? })
+    /// Every segment closed (all-zero heads), or `OutOfMemory`. Only
+    /// entries below index `end` are ever listed.
+    pub(crate) fn new(end: u32) -> Result<Freelists, Error> {
+        Ok(Freelists { heads: MappedArray::zeroed(SEGMENTS as usize)?, end: end.min(LAST_INDEX) })
+    }
+
+    /// Number of entries of `segment` that can ever be allocated (0 for a
+    /// segment wholly above the cap, which is never committed).
+    #[inline]
+    pub(crate) fn capacity(&self, segment: u32) -> u32 {
+        capacity_below(segment, self.end)
+    }
+
+    /// Whether entry `index` can ever be allocated (not 0, not the last
+    /// index, below the cap).
+    #[inline]
+    pub(crate) fn allocatable(&self, index: u32) -> bool {
+        index != 0 && index < self.end
+    }
+
+    /// Segments that hold an allocatable entry: the ones below the cap.
+    #[inline]
+    pub(crate) fn usable_segments(&self) -> u32 {
+        self.end.div_ceil(ENTRIES_PER_SEGMENT).min(SEGMENTS)
     }
 
     #[inline]
@@ -297,7 +317,7 @@ impl Freelists {
     pub(crate) fn open(&self, mem: &Memory, segment: u32, _w: &Window) {
         let base = segment << SEGMENT_SHIFT;
         let first = first_local(segment);
-        let cap = segment_capacity(segment);
+        let cap = self.capacity(segment);
         let last = first + cap; // exclusive
         for local in first..last {
             let next = if local + 1 < last { local + 2 } else { 0 };
@@ -317,7 +337,7 @@ impl Freelists {
     pub(crate) fn close_if_empty(&self, segment: u32, _w: &Window) -> bool {
         let head = &self.heads[segment as usize];
         let cur = Head(head.load(Acquire));
-        if cur.closed() || cur.free() != segment_capacity(segment) {
+        if cur.closed() || cur.free() != self.capacity(segment) {
             return false;
         }
         // AcqRel: a concurrent pop or push makes this fail; on success the

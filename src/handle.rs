@@ -150,6 +150,9 @@ pub enum Error {
     Protection = 8,
     /// A bug in wcpt was caught at the ABI boundary; the table is unchanged.
     Internal = 9,
+    /// A table exists already with another configuration (for protection,
+    /// which is process-wide: another table with other protection).
+    AlreadyInitialized = 10,
 }
 
 impl Error {
@@ -165,6 +168,7 @@ impl Error {
             Error::NotCode => "entrypoint is not in a registered code region",
             Error::Protection => "memory protection failed",
             Error::Internal => "internal error",
+            Error::AlreadyInitialized => "already initialized with another configuration",
         }
     }
 }

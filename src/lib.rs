@@ -12,6 +12,7 @@
 //!
 //! Modules, one concern each:
 //! - `handle`: handle and entry layout, metadata words, error codes;
+//! - `config`: a table's configuration (`Config`, the C `struct wcpt_config`);
 //! - `memory`: reserving, committing and releasing the table's memory;
 //! - `freelist`: per-segment lock-free freelists;
 //! - `protect`: pkeys write protection and read-access repair;
@@ -39,6 +40,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod config;
 mod freelist;
 pub mod handle;
 mod memory;
@@ -52,6 +54,7 @@ mod thread_slot;
 #[cfg(all(feature = "capi", not(loom)))]
 pub mod ffi;
 
+pub use config::Config;
 pub use handle::{Error, Handle};
 pub use protect::{mode as protection_mode, pkru_writes, Mode as Protection};
 pub use table::{Stats, Table, SHARDS};

@@ -38,14 +38,30 @@
 //! cannot be had falls back to the next weaker one (pkeys, alias, none), and
 //! [`mode`] reports the mode in force.
 
+use crate::handle::Error;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Once;
 
-/// The process's key, or -1 when the table is not protected by pkeys.
+/// The key protecting the tables (wcpt's own or the embedder's), or -1 when
+/// they are not protected by pkeys.
 static PKEY: AtomicI32 = AtomicI32::new(-1);
-/// Whether tables use the alias protection (set once, by [`init`]).
+/// The key wcpt allocated itself (at load, or at a table's creation), or -1:
+/// none (no PKU, none left, not asked for, or freed for an embedder's key).
+static OWN_KEY: AtomicI32 = AtomicI32::new(-1);
+/// Whether `PKEY` is the embedder's: windows then restore the thread's
+/// rights for it exactly, and lookups never take a write access away.
+static SHARED: AtomicBool = AtomicBool::new(false);
+/// Whether the CPU and kernel support protection keys (a `pkey_alloc` has
+/// worked, or failed only because no key was left) ...
+static PKU: AtomicBool = AtomicBool::new(false);
+/// ... or do not (a `pkey_alloc` failed otherwise).
+static NO_PKU: AtomicBool = AtomicBool::new(false);
+/// Whether tables use the alias protection.
 static ALIAS: AtomicBool = AtomicBool::new(false);
 static INIT: Once = Once::new();
+/// Live tables: protection is process-wide, so it may change only while
+/// there are none. Also serialises the changes.
+static TABLES: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 
 /// Protection in force (the C ABI's `wcpt_protection`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,24 +96,24 @@ fn requested_by_env() -> Option<Mode> {
     }
 }
 
-/// Chooses the mode once per process: pkeys where `pkey_alloc` works, else
-/// the alias where `memfd_create` works, else none; `WCPT_PROTECT` can ask
-/// for a weaker one. The key is allocated read-only for the calling thread
-/// (the kernel sets that thread's PKRU for it); other existing threads have
-/// no access until a repair.
+/// Chooses the mode at load, for the tables created without a
+/// configuration of their own: pkeys where `pkey_alloc` works, else the
+/// alias where `memfd_create` works, else none; `WCPT_PROTECT` can ask for
+/// a weaker one. The key is allocated read-only for the calling thread (the
+/// kernel sets that thread's PKRU for it), so threads created after the
+/// load inherit read access; other existing threads have no access until a
+/// repair. A table's [`Config`](crate::Config) may choose otherwise
+/// ([`register`]).
 pub(crate) fn init() {
     INIT.call_once(|| {
         let wanted = requested_by_env().unwrap_or(Mode::Pkeys);
         if wanted == Mode::None {
             return;
         }
-        #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
         if wanted == Mode::Pkeys {
-            // SAFETY: pkey_alloc has no memory-safety preconditions; it
-            // returns a key or -1.
-            let key = unsafe { libc::syscall(libc::SYS_pkey_alloc, 0, PKEY_DISABLE_WRITE) };
-            if key > 0 && key < 16 {
-                PKEY.store(key as i32, Ordering::Release);
+            if let Some(key) = alloc_key() {
+                OWN_KEY.store(key, Ordering::Relaxed);
+                PKEY.store(key, Ordering::Release);
                 return;
             }
         }
@@ -105,6 +121,220 @@ pub(crate) fn init() {
             ALIAS.store(true, Ordering::Release);
         }
     });
+}
+
+/// A new protection key, read-only for the calling thread, or `None` (and
+/// notes whether PKU works at all).
+fn alloc_key() -> Option<i32> {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+    {
+        // SAFETY: pkey_alloc has no memory-safety preconditions; it returns
+        // a key or -1.
+        let key = unsafe { libc::syscall(libc::SYS_pkey_alloc, 0, PKEY_DISABLE_WRITE) };
+        if key > 0 && key < 16 {
+            PKU.store(true, Ordering::Relaxed);
+            return Some(key as i32);
+        }
+        if key >= 16 {
+            // SAFETY: frees the key just allocated, which nothing uses.
+            unsafe { libc::syscall(libc::SYS_pkey_free, key) };
+        }
+        // ENOSPC means both "no key left" and "no PKU at all" (the kernel
+        // then has one key, 0): the CPU tells which.
+        if os_enabled_pku() {
+            PKU.store(true, Ordering::Relaxed);
+        } else {
+            NO_PKU.store(true, Ordering::Relaxed);
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom))))]
+    NO_PKU.store(true, Ordering::Relaxed);
+    None
+}
+
+/// Whether the CPU has PKU and the kernel enabled it (CPUID leaf 7: OSPKE).
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+fn os_enabled_pku() -> bool {
+    // Leaf 7 exists where the maximum leaf is at least 7, checked first.
+    core::arch::x86_64::__cpuid(0).eax >= 7 && core::arch::x86_64::__cpuid_count(7, 0).ecx & (1 << 4) != 0
+}
+
+/// Whether `key` is a key this process allocated (an embedder's): a page
+/// can be tagged with it.
+fn key_usable(key: i32) -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+    {
+        // SAFETY: a private page of our own, tagged with `key`, then unmapped.
+        unsafe {
+            let p = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            if p == libc::MAP_FAILED {
+                return false;
+            }
+            let rc = libc::syscall(libc::SYS_pkey_mprotect, p, 4096, libc::PROT_READ, key);
+            libc::munmap(p, 4096);
+            rc == 0
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom))))]
+    {
+        let _ = key;
+        false
+    }
+}
+
+/// The protection state the tables share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    None,
+    Alias,
+    /// wcpt's own key (allocated when the state is applied if it has none).
+    OwnKey,
+    Shared(i32),
+}
+
+impl State {
+    fn current() -> State {
+        let k = PKEY.load(Ordering::Relaxed);
+        if k > 0 {
+            if SHARED.load(Ordering::Relaxed) {
+                State::Shared(k)
+            } else {
+                State::OwnKey
+            }
+        } else if ALIAS.load(Ordering::Relaxed) {
+            State::Alias
+        } else {
+            State::None
+        }
+    }
+}
+
+/// What a table's configuration asks of the protection, resolved against
+/// the machine and the environment, or why it cannot be had. May allocate
+/// wcpt's own key if it has none and `may_alloc` (no table exists).
+fn resolve(config: &crate::Config, may_alloc: bool) -> Result<State, Error> {
+    // A mode set by the embedder is exact; one from WCPT_PROTECT (where the
+    // embedder left the default) falls back to the next weaker, as it
+    // always has; none at all is the best that works.
+    let (wanted, exact) = match config.protection {
+        Some(m) => (Some(m), true),
+        None => (requested_by_env(), false),
+    };
+    let state = match wanted {
+        Some(Mode::None) => State::None,
+        Some(Mode::Pkeys) => match config.pkey {
+            Some(k) if key_usable(k as i32) => State::Shared(k as i32),
+            // PKU works, so the key is one this process never allocated.
+            Some(_) if pku_works(may_alloc) => return Err(Error::InvalidArgument),
+            Some(_) => return Err(Error::Protection),
+            None if own_key(may_alloc) => State::OwnKey,
+            None if exact => return Err(Error::Protection),
+            None if alias_supported() => State::Alias,
+            None => State::None,
+        },
+        Some(Mode::Alias) if alias_supported() => State::Alias,
+        Some(Mode::Alias) if exact => return Err(Error::Protection),
+        Some(Mode::Alias) => State::None,
+        None if own_key(may_alloc) => State::OwnKey,
+        None if alias_supported() => State::Alias,
+        None => State::None,
+    };
+    if config.require_protection && state == State::None {
+        return Err(Error::Protection);
+    }
+    Ok(state)
+}
+
+/// Whether wcpt has a key of its own, allocating one if it has none, may,
+/// and PKU has not been found missing. Where none is left (`ENOSPC`), it
+/// has none: the caller falls back.
+fn own_key(may_alloc: bool) -> bool {
+    if OWN_KEY.load(Ordering::Relaxed) > 0 {
+        return true;
+    }
+    if !may_alloc || NO_PKU.load(Ordering::Relaxed) {
+        return false;
+    }
+    match alloc_key() {
+        Some(k) => {
+            OWN_KEY.store(k, Ordering::Relaxed);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether the CPU and kernel support protection keys (asking the kernel
+/// once if nothing has told yet).
+fn pku_works(may_alloc: bool) -> bool {
+    if !PKU.load(Ordering::Relaxed) && !NO_PKU.load(Ordering::Relaxed) {
+        own_key(may_alloc);
+    }
+    PKU.load(Ordering::Relaxed)
+}
+
+/// A table's share of the process-wide protection: while any exists, the
+/// protection does not change. Dropped with the table.
+pub(crate) struct Registration(());
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut live = TABLES.lock().unwrap_or_else(|p| p.into_inner());
+        *live = live.saturating_sub(1);
+    }
+}
+
+/// Registers a new table with `config` (validated): applies the protection
+/// it asks for if no table exists, or checks that it is the protection in
+/// force. [`Error::Protection`] if it cannot be had here (or none can, with
+/// `require_protection`), [`Error::AlreadyInitialized`] if other tables use
+/// another, [`Error::InvalidArgument`] for an embedder's key that this
+/// process did not allocate.
+pub(crate) fn register(config: &crate::Config) -> Result<Registration, Error> {
+    init();
+    let mut live = TABLES.lock().unwrap_or_else(|p| p.into_inner());
+    let state = resolve(config, *live == 0)?;
+    if state != State::current() {
+        if *live > 0 {
+            return Err(Error::AlreadyInitialized);
+        }
+        apply(state);
+    }
+    *live += 1;
+    Ok(Registration(()))
+}
+
+/// Makes `state` the protection of the tables created from now on (no
+/// table exists).
+fn apply(state: State) {
+    let own = OWN_KEY.load(Ordering::Relaxed);
+    let (key, shared, alias) = match state {
+        State::None => (-1, false, false),
+        State::Alias => (-1, false, true),
+        State::OwnKey => (own, false, false),
+        State::Shared(k) => {
+            // Keys are scarce (15 per process): an engine that shares its
+            // own gets wcpt's back.
+            if own > 0 {
+                #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+                // SAFETY: our own key, which no memory uses (no table exists).
+                unsafe {
+                    libc::syscall(libc::SYS_pkey_free, own);
+                }
+                OWN_KEY.store(-1, Ordering::Relaxed);
+            }
+            (k, true, false)
+        }
+    };
+    SHARED.store(shared, Ordering::Relaxed);
+    ALIAS.store(alias, Ordering::Relaxed);
+    PKEY.store(key, Ordering::Release);
+}
+
+/// Whether the key in force is an embedder's.
+#[inline]
+fn shared() -> bool {
+    SHARED.load(Ordering::Relaxed)
 }
 
 /// Whether `memfd_create` works here (what the alias mode needs).
@@ -231,6 +461,10 @@ const fn key_bits(key: i32) -> u32 {
 const fn write_disable(key: i32) -> u32 {
     2 << (2 * key)
 }
+/// Access-disable alone.
+const fn access_disable(key: i32) -> u32 {
+    1 << (2 * key)
+}
 
 /// Puts the calling thread in the read-only state for the table: read access
 /// if it lacked it (a thread that predates the key, or a signal handler), and
@@ -243,8 +477,23 @@ pub(crate) fn ensure_read() {
     if let Some(k) = key() {
         let pkru = pkru::read();
         if pkru & key_bits(k) != write_disable(k) {
+            ensure_read_slow(k, pkru);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn ensure_read_slow(k: i32, pkru: u32) {
+    if shared() {
+        // The embedder's key: a thread with no access (access-disable set,
+        // as in a signal handler) gets read-only; one with read access
+        // keeps its write access as it is (an open window of the engine's).
+        if pkru & access_disable(k) != 0 {
             pkru::write((pkru & !key_bits(k)) | write_disable(k));
         }
+    } else {
+        pkru::write((pkru & !key_bits(k)) | write_disable(k));
     }
 }
 
@@ -270,7 +519,11 @@ impl Window {
         }
         // Close to exactly read-only, whatever the state was before: even if
         // the thread was (wrongly) writable already, it will not be after.
-        Window { close: Some((pkru & !key_bits(k)) | write_disable(k)), _not_send: std::marker::PhantomData }
+        // With the embedder's key, close to exactly the rights the thread
+        // had: an engine's window open around this call stays open, and one
+        // closed stays closed (windows nest both ways).
+        let close = if shared() { pkru } else { (pkru & !key_bits(k)) | write_disable(k) };
+        Window { close: Some(close), _not_send: std::marker::PhantomData }
     }
 }
 

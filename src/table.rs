@@ -13,7 +13,8 @@
 //! - `table/sweep.rs`: releasing empty segments, and the counters;
 //! - `table/fork.rs`: the locks held across `fork` and the child's repair.
 
-use crate::freelist::{segment_capacity, Freelists};
+use crate::config::Config;
+use crate::freelist::Freelists;
 use crate::handle::*;
 use crate::memory::{Entry, Memory, MappedArray};
 use crate::native::{Key, NativeMap};
@@ -52,7 +53,8 @@ const RELEASED: u8 = 2;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Stats {
-    /// Entries that can ever be allocated (2^24 - 2).
+    /// Entries that can ever be allocated: 2^24 - 2, or the table's
+    /// `max_entries`.
     pub capacity: usize,
     /// Segments whose entry memory is committed.
     pub committed_segments: usize,
@@ -108,6 +110,11 @@ pub struct Table {
     /// table created in the process, so that handles of a torn-down table do
     /// not name the entries of its successor.
     salt: u8,
+    /// The configuration the table was created with (validated).
+    config: Config,
+    /// This table's share of the process-wide protection. Last: it is
+    /// given up after everything above is unmapped.
+    _protection: protect::Registration,
 }
 
 /// Not a model-checked atomic even under loom: it only numbers tables.
@@ -115,22 +122,36 @@ pub struct Table {
 static NEXT_SALT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 impl Table {
-    /// Reserves a new, empty table. Nothing is committed until first use.
+    /// Reserves a new, empty table with the default configuration
+    /// ([`Config::DEFAULT`]). Nothing is committed until first use.
     pub fn new() -> Result<Table, Error> {
         // Under loom the per-thread stacks are modelled only where a model
         // asks for them (`with_thread_caches`): each stack operation adds
         // steps to every interleaving of the models of other paths.
-        Self::with_thread_caches(cfg!(not(loom)))
+        Self::with_config(&Config { thread_cache: cfg!(not(loom)), ..Config::DEFAULT })
     }
 
     /// A new table, with per-thread stacks of free entries if `on` (and the
     /// machine has the barriers they need; see `thread_slot.rs`).
+    #[cfg_attr(not(loom), allow(dead_code))]
     pub(crate) fn with_thread_caches(on: bool) -> Result<Table, Error> {
-        protect::init();
+        Self::with_config(&Config { thread_cache: on, ..Config::DEFAULT })
+    }
+
+    /// Reserves a new, empty table configured by `config`: the same
+    /// refusals as the C ABI's `wcpt_init_with`, as `Error` values
+    /// ([`Config::validated`], and [`Error::Protection`] or
+    /// [`Error::AlreadyInitialized`] for its protection: see
+    /// [`Config::protection`]).
+    pub fn with_config(config: &Config) -> Result<Table, Error> {
+        let config = config.validated()?;
+        // The protection first: the memory below is mapped and tagged for it.
+        let registration = protect::register(&config)?;
         const _: () = assert!(NEVER_COMMITTED == 0, "a zeroed state array is all NEVER_COMMITTED");
         Ok(Table {
             mem: Memory::reserve()?,
-            lists: Freelists::new()?,
+            // Indices 1..=max_entries can be allocated.
+            lists: Freelists::new(config.max_entries as u32 + 1)?,
             owner: MappedArray::zeroed(SEGMENTS as usize)?,
             state: MappedArray::zeroed(SEGMENTS as usize)?,
             shards: MappedArray::zeroed(SHARDS)?,
@@ -144,7 +165,7 @@ impl Table {
             committed: AtomicUsize::new(0),
             natives: NativeMap::new()?,
             regions: CodeRegions::new()?,
-            caches: Caches::new(on)?,
+            caches: Caches::new(config.thread_cache)?,
             // An odd step visits all 256 salts before repeating one. Under
             // loom, 0 in every execution (a model must be deterministic), so
             // the models meet the skipped generation (see `publish`).
@@ -152,7 +173,15 @@ impl Table {
             salt: NEXT_SALT.fetch_add(0x9D, Relaxed),
             #[cfg(loom)]
             salt: 0,
+            config,
+            _protection: registration,
         })
+    }
+
+    /// The configuration the table was created with, validated
+    /// (`max_entries` normalised).
+    pub fn config(&self) -> Config {
+        self.config
     }
 
     /// The address of entry 0, for generated code:

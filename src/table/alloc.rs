@@ -315,7 +315,7 @@ impl Table {
 
     /// Commits the lowest segment that is not committed. Under `grow`.
     fn commit_segment(&self, w: &Window) -> Result<u32, Error> {
-        let segment = (0..SEGMENTS)
+        let segment = (0..self.lists.usable_segments())
             .find(|&s| self.state[s as usize].load(Relaxed) != COMMITTED)
             .ok_or(Error::Capacity)?;
         let state = &self.state[segment as usize];

@@ -74,7 +74,7 @@ impl Table {
             let base = s << SEGMENT_SHIFT;
             for local in 0..ENTRIES_PER_SEGMENT {
                 let index = base + local;
-                if index == 0 || index >= LAST_INDEX {
+                if !self.lists.allocatable(index) {
                     continue;
                 }
                 let meta = self.meta(index);

@@ -31,7 +31,7 @@ impl Table {
         }
         let candidate = |s: u32| {
             let head = self.lists.head(s);
-            !head.closed() && head.free() == segment_capacity(s)
+            !head.closed() && head.free() == self.lists.capacity(s)
         };
         let mut s = 0;
         while s < end {
@@ -82,7 +82,7 @@ impl Table {
             let head = self.lists.head(s);
             if !head.closed() {
                 free += head.free() as usize;
-                taken += (segment_capacity(s) - head.free()) as usize;
+                taken += (self.lists.capacity(s) - head.free()) as usize;
             }
         }
         let native = self.natives.len();
@@ -91,7 +91,7 @@ impl Table {
         let (taken, free) = (taken.saturating_sub(cached), free + cached);
         let committed = self.committed.load(Relaxed);
         Stats {
-            capacity: CAPACITY,
+            capacity: self.config.max_entries,
             committed_segments: committed,
             committed_bytes: committed * (ENTRIES_PER_SEGMENT as usize) * ENTRY_SIZE,
             live: taken.saturating_sub(native),
