@@ -12,6 +12,8 @@
 #   make bench-wasm2c  call_indirect through wcpt against stock wasm2c
 #   make bench-v8real  wcpt against V8 15.2's own table code (fetched with cargo)
 #   make bench-count   instructions per operation, wcpt and V8's code (callgrind)
+#   make check-cpp     the C++ API's tests and the asmjit engine's (installs libasmjit-dev)
+#   make bench-asmjit  the asmjit engine's checked call against a raw pointer call
 #   make header  regenerate include/wcpt.h with the cbindgen command line
 #   make install PREFIX=/usr/local DESTDIR=    (and make uninstall)
 #   make clean
@@ -51,10 +53,10 @@ includedir  ?= $(PREFIX)/include
 INCLUDEDIR  ?= $(includedir)
 DESTDIR     ?=
 INSTALLED   := $(LIBDIR)/libwcpt.so.$(VERSION) $(LIBDIR)/libwcpt.so.$(SOVER) $(LIBDIR)/libwcpt.so \
-               $(LIBDIR)/libwcpt.a $(INCLUDEDIR)/wcpt.h $(LIBDIR)/pkgconfig/wcpt.pc $(LIBDIR)/pkgconfig/wcpt-static.pc \
+               $(LIBDIR)/libwcpt.a $(INCLUDEDIR)/wcpt.h $(INCLUDEDIR)/wcpt.hpp $(LIBDIR)/pkgconfig/wcpt.pc $(LIBDIR)/pkgconfig/wcpt-static.pc \
                $(LIBDIR)/cmake/wcpt/wcptConfig.cmake $(LIBDIR)/cmake/wcpt/wcptConfigVersion.cmake
 
-.PHONY: all lib header check check-pkeys check-wasm2c c-tests demo loom sanitize fuzz soak install uninstall install-check bench bench-wasm2c bench-v8real bench-count clean
+.PHONY: all lib header check check-pkeys check-wasm2c c-tests demo loom sanitize fuzz soak install uninstall install-check bench bench-wasm2c bench-v8real bench-count check-cpp bench-asmjit clean
 
 all: lib
 
@@ -219,6 +221,7 @@ bench:
 	  else { echo; echo "## wasm2c"; echo; echo "- not measured: wabt is not installed (apt-get install wabt)"; } | tee -a BENCHMARKS.md; fi
 	@$(MAKE) --no-print-directory bench-v8real BENCH_APPEND=1
 	@$(MAKE) --no-print-directory bench-count BENCH_APPEND=1
+	@$(MAKE) --no-print-directory bench-asmjit BENCH_APPEND=1
 
 # V8 15.2's WasmCodePointerTable, extracted unmodified from the `v8` crate
 # (benches/v8real/fetch.sh) and compiled over stand-in headers of our own
@@ -236,6 +239,43 @@ $(V8REAL)/bench_v8real: benches/v8real/bench_v8real.cc $(V8REAL_SRC) $(wildcard 
 
 bench-v8real: $(V8REAL)/bench_v8real
 	@{ echo; ./$(V8REAL)/bench_v8real $(if $(QUICK),--quick); } | $(if $(BENCH_APPEND),tee -a BENCHMARKS.md,cat)
+
+# The C++ API (include/wcpt.hpp) and the asmjit engine (integrations/asmjit).
+CPP_DIR   := $(BUILD)/cpp
+CXXFLAGS_CPP := -O2 -g -Wall -Wextra -Werror -Iinclude -pthread
+CPP_LINK  := -L$(OUT) -lwcpt -Wl,-rpath,'$$ORIGIN/../../$(OUT)'
+
+$(CPP_DIR)/test_hpp: c-tests/cpp/test_hpp.cpp include/wcpt.hpp include/wcpt.h $(SO)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 $(CXXFLAGS_CPP) $< -o $@ $(CPP_LINK)
+
+$(CPP_DIR)/test_hpp_noexcept: c-tests/cpp/test_hpp.cpp include/wcpt.hpp include/wcpt.h $(SO)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -fno-exceptions -fno-rtti $(CXXFLAGS_CPP) $< -o $@ $(CPP_LINK)
+
+$(CPP_DIR)/test_hpp_cxx20: c-tests/cpp/test_hpp.cpp include/wcpt.hpp include/wcpt.h $(SO)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++20 $(CXXFLAGS_CPP) $< -o $@ $(CPP_LINK)
+
+$(CPP_DIR)/%_engine: integrations/asmjit/%_engine.cpp integrations/asmjit/engine.hpp include/wcpt.hpp include/wcpt.h $(SO)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 $(CXXFLAGS_CPP) $< -o $@ $(CPP_LINK) -lasmjit -lrt
+
+CPP_TESTS := test_hpp test_hpp_noexcept test_hpp_cxx20 test_engine
+
+check-cpp: lib
+	@integrations/asmjit/deps.sh
+	@$(MAKE) --no-print-directory $(addprefix $(CPP_DIR)/,$(CPP_TESTS)) > /dev/null
+	@mkdir -p $(CPP_DIR); : > $(CPP_DIR)/log; rm -f $(CPP_DIR)/failed
+	@for t in $(CPP_TESTS); do echo "-- $$t"; \
+	  { ./$(CPP_DIR)/$$t 2>&1; echo "exit $$?" > $(CPP_DIR)/rc; } | tee -a $(CPP_DIR)/log; \
+	  grep -q "exit 0" $(CPP_DIR)/rc || echo "FAILED: $$t" >> $(CPP_DIR)/failed; done
+	@c-tests/summary.sh $(CPP_DIR)/log $(CPP_DIR)/failed check-cpp
+
+bench-asmjit: lib
+	@integrations/asmjit/deps.sh
+	@$(MAKE) --no-print-directory $(CPP_DIR)/bench_engine > /dev/null
+	@{ echo; ./$(CPP_DIR)/bench_engine $(if $(QUICK),--quick); } | $(if $(BENCH_APPEND),tee -a BENCHMARKS.md,cat)
 
 # Instructions per operation, wcpt and V8's own code in the same harness,
 # counted by callgrind (machine-independent; about 10 s).
@@ -289,6 +329,7 @@ install: lib $(BUILD)/native-static-libs.txt
 	install -m 644 $(A) "$$L/libwcpt.a"; \
 	strip --strip-debug "$$L/libwcpt.a"; \
 	install -m 644 include/wcpt.h "$$I/wcpt.h"; \
+	install -m 644 include/wcpt.hpp "$$I/wcpt.hpp"; \
 	subst="s|@PREFIX@|$(PREFIX)|g; s|@LIBDIR@|$(LIBDIR)|g; s|@INCLUDEDIR@|$(INCLUDEDIR)|g; s|@LIB_REL@|$$lib_rel|g; s|@INC_REL@|$$inc_rel|g; s|@VERSION@|$(VERSION)|g; s|@MAJOR@|$(MAJOR)|g; s|@SOVER@|$(SOVER)|g; s|@MINOR@|$(MINOR)|g; s|@LIBS_PRIVATE@|$$libs|g; s|@CMAKE_LIBS@|$$cmake_libs|g"; \
 	sed "$$subst" packaging/wcpt.pc.in > "$$L/pkgconfig/wcpt.pc"; \
 	sed "$$subst" packaging/wcpt-static.pc.in > "$$L/pkgconfig/wcpt-static.pc"; \

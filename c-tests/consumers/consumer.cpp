@@ -1,5 +1,8 @@
-// A C++17 embedder: the header is usable from C++ as is (extern "C").
+// A C++17 embedder: the C header is usable from C++ as is (extern "C"),
+// and the installed C++ API (wcpt.hpp) needs nothing but the same
+// pkg-config or CMake target.
 #include <wcpt.h>
+#include <wcpt.hpp>
 
 #include <cstdio>
 #include <string>
@@ -20,7 +23,15 @@ int main() {
   if (s != WCPT_ERR_DOUBLE_FREE) return 3;
   struct wcpt_stats st{};
   if (wcpt_stats(&st) != WCPT_OK || st.live != 0) return 4;
+  {
+    std::error_code ec;
+    wcpt::unique_handle h = wcpt::unique_handle::alloc(&twice, 5, ec);
+    auto g = wcpt::call_target<long(long)>(wcpt::table_base(), h.handle(), 5);
+    if (ec || g == nullptr || g(4) != 8) return 5;
+  }
+  if (wcpt::get_stats(st) || st.live != 0) return 6;
+  std::error_code e = s;
   std::string version = wcpt_version();
-  std::printf("consumer (C++17): wcpt %s, %s\n", version.c_str(), wcpt_status_str(s));
+  std::printf("consumer (C++17): wcpt %s, %s (%s)\n", version.c_str(), wcpt_status_str(s), e.message().c_str());
   return 0;
 }

@@ -56,6 +56,11 @@ header_constant_types() {
 }
 header_c11() { echo '#include <wcpt.h>' | cc -std=c11 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$root/include" -x c -; }
 header_cxx17() { echo '#include <wcpt.h>' | c++ -std=c++17 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$root/include" -x c++ -; }
+hpp_alone() {
+  # wcpt.hpp needs nothing included before it, with or without exceptions.
+  echo '#include <wcpt.hpp>' | c++ -std=c++17 -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$root/include" -x c++ - &&
+  echo '#include <wcpt.hpp>' | c++ -std=c++17 -fno-exceptions -fno-rtti -Wall -Wextra -pedantic -Werror -fsyntax-only -I"$root/include" -x c++ -
+}
 pc_shared() {
   cc -std=c11 -Wall -Wextra -pedantic -Werror "$here/consumer.c" -o "$out/shared" $(pkg-config --cflags --libs wcpt) &&
   readelf -d "$out/shared" | grep -q "NEEDED.*\[libwcpt.so.$SOVER\]" &&
@@ -163,6 +168,7 @@ try "every export carries the symbol version WCPT_$SOVER" exports_versioned
 try "header: every item documented" header_documented
 try "header: C11 -Wall -Wextra -pedantic" header_c11
 try "header: C++17 -Wall -Wextra -pedantic" header_cxx17
+try "wcpt.hpp alone, C++17, with and without exceptions and RTTI" hpp_alone
 try "header: every constant has its type (printf formats, #if on versions)" header_constant_types
 try "pkg-config consumer, shared" pc_shared
 try "pkg-config wcpt-static consumer under --no-as-needed and ASan: no NEEDED libwcpt" pc_static
