@@ -13,6 +13,7 @@
 #   make bench-v8real  wcpt against V8 15.2's own table code (fetched with cargo)
 #   make bench-count   instructions per operation, wcpt and V8's code (callgrind)
 #   make check-cpp     the C++ API's tests and the asmjit engine's (installs libasmjit-dev)
+#   make check-aarch64 the Rust and C tests and the demo for arm64, under QEMU (installs the arm64 route)
 #   make bench-asmjit  the asmjit engine's checked call against a raw pointer call
 #   make header  regenerate include/wcpt.h with the cbindgen command line
 #   make install PREFIX=/usr/local DESTDIR=    (and make uninstall)
@@ -56,7 +57,7 @@ INSTALLED   := $(LIBDIR)/libwcpt.so.$(VERSION) $(LIBDIR)/libwcpt.so.$(SOVER) $(L
                $(LIBDIR)/libwcpt.a $(INCLUDEDIR)/wcpt.h $(INCLUDEDIR)/wcpt.hpp $(LIBDIR)/pkgconfig/wcpt.pc $(LIBDIR)/pkgconfig/wcpt-static.pc \
                $(LIBDIR)/cmake/wcpt/wcptConfig.cmake $(LIBDIR)/cmake/wcpt/wcptConfigVersion.cmake
 
-.PHONY: all lib header check check-pkeys check-wasm2c c-tests demo loom sanitize fuzz soak install uninstall install-check bench bench-wasm2c bench-v8real bench-count check-cpp bench-asmjit clean
+.PHONY: all lib header check check-pkeys check-wasm2c c-tests demo loom sanitize fuzz soak install uninstall install-check bench bench-wasm2c bench-v8real bench-count check-cpp bench-asmjit check-aarch64 clean
 
 all: lib
 
@@ -276,6 +277,12 @@ bench-asmjit: lib
 	@integrations/asmjit/deps.sh
 	@$(MAKE) --no-print-directory $(CPP_DIR)/bench_engine > /dev/null
 	@{ echo; ./$(CPP_DIR)/bench_engine $(if $(QUICK),--quick); } | $(if $(BENCH_APPEND),tee -a BENCHMARKS.md,cat)
+
+# AArch64: cross-built here, run under QEMU's user-mode emulator (the Rust
+# tests, every C test static and shared, test_dlopen and the demo);
+# c-tests/aarch64/deps.sh installs Debian's arm64 route.
+check-aarch64:
+	@SOVER=$(SOVER) c-tests/aarch64/check.sh $(BUILD)/aarch64 $(C_TESTS)
 
 # Instructions per operation, wcpt and V8's own code in the same harness,
 # counted by callgrind (machine-independent; about 10 s).

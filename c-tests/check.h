@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static atomic_int check_failures;
 static int check_passed, check_failed, check_skipped;
@@ -76,6 +77,25 @@ static inline int check_scale(int n) {
 static inline int check_instrumented(void) {
   const char *q = getenv("WCPT_TEST_INSTRUMENTED");
   return q && *q && *q != '0';
+}
+
+/* Set by `make check-aarch64`, which runs the tests under QEMU's user-mode
+ * emulator: a few kernel behaviours (MADV_DONTFORK) are not emulated. */
+static inline int check_emulated(void) {
+  const char *q = getenv("WCPT_TEST_EMULATED");
+  return q && *q && *q != '0';
+}
+
+/* execv of this test program itself, through WCPT_TEST_EXEC_WRAPPER if set
+ * (under QEMU's user-mode emulator with no binfmt_misc, the emulator runs
+ * the program: `qemu-aarch64-static PROGRAM ARGS`). Returns only on
+ * failure. */
+static inline void check_exec_self(const char *self, const char *arg) {
+  const char *wrapper = getenv("WCPT_TEST_EXEC_WRAPPER");
+  if (wrapper && *wrapper)
+    execl(wrapper, wrapper, self, arg, (char *)NULL);
+  else
+    execl(self, self, arg, (char *)NULL);
 }
 
 /* A small deterministic generator for tests. */

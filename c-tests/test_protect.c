@@ -23,7 +23,7 @@ static void test_protect_off_reports_none(void) {
   pid_t pid = fork();
   if (pid == 0) {
     setenv("WCPT_PROTECT", "off", 1);
-    execl(self_path, self_path, "--report-mode", (char *)NULL);
+    check_exec_self(self_path, "--report-mode");
     _exit(99);
   }
   int status = 0;

@@ -1,8 +1,9 @@
-/* minijit: a tiny x86-64 JIT that calls its code through wcpt.
+/* minijit: a tiny JIT (x86-64 and AArch64) that calls its code through wcpt.
  *
  * It writes machine code for a few functions into memory it maps, registers
  * that memory as code, allocates a table entry per function with a signature
- * hash, and emits its own call thunk -- the sequence generated code would use:
+ * hash, and emits its own call thunk -- the sequence generated code would
+ * use (docs/CALL_SEQUENCE.md has both architectures'); on x86-64:
  *
  *     mov   eax, edi                 ; the handle
  *     and   eax, WCPT_INDEX_MASK     ; -> index (the table is 2^24 entries: no bounds check)
@@ -14,9 +15,25 @@
  *     shl   rax, 56                  ;   above
  *     mov   r8, <signature>          ;   the signature
  *     or    rax, r8
+ *     mov   r9, [rcx]                ; the entrypoint first (docs/CALL_SEQUENCE.md)
  *     cmp   [rcx + 8], rax           ; one compare: live handle and right type
  *     jne   mismatch
- *     jmp   [rcx]                    ; tail call through the entrypoint
+ *     jmp   r9                       ; tail call through the entrypoint
+ *
+ * and on AArch64 (the entrypoint with a load-acquire, which x86's ordering
+ * gives a plain load):
+ *
+ *     and   w9, w0, #0xffffff        ; index
+ *     ldr   x10, =<table base>
+ *     add   x10, x10, x9, lsl #4     ; the entry
+ *     lsr   w11, w0, #24             ; generation
+ *     ldr   x12, =<signature>
+ *     orr   x11, x12, x11, lsl #56   ; the check word
+ *     ldar  x14, [x10]               ; the entrypoint, then
+ *     ldr   x13, [x10, #8]           ; the check word
+ *     cmp   x13, x11
+ *     b.ne  mismatch
+ *     br    x14                      ; tail call (arguments moved down first)
  *
  * (wcpt_call_target in wcpt.h is the same sequence in C.) Then it tiers a
  * function up by emitting a faster version and calling wcpt_set, calls a
@@ -29,10 +46,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#if !defined(__x86_64__)
+#if !defined(__x86_64__) && !defined(__aarch64__)
 int main(void) {
-  printf("minijit emits x86-64 machine code, and this machine is not x86-64.\n"
-         "wcpt itself works here; only this example needs x86-64.\n");
+  printf("minijit emits x86-64 and AArch64 machine code, and this machine is neither.\n"
+         "wcpt itself works here; only this example needs one of them.\n");
   return 0;
 }
 #else
@@ -67,7 +84,14 @@ static void emit(struct code *c, const void *bytes, size_t n) {
 }
 static void emit64(struct code *c, uint64_t v) { emit(c, &v, 8); }
 static unsigned char *here(struct code *c) { return c->base + c->len; }
-static void seal(struct code *c) { mprotect(c->base, c->cap, PROT_READ | PROT_EXEC); }
+static void seal(struct code *c) {
+  mprotect(c->base, c->cap, PROT_READ | PROT_EXEC);
+  /* AArch64's instruction cache is not coherent with stores: flush. */
+  __builtin___clear_cache((char *)c->base, (char *)c->base + c->len);
+}
+
+#if defined(__x86_64__)
+#define ARCH "x86-64"
 
 /* add(a, b) = a + b:   lea rax, [rdi + rsi]; ret */
 static void *emit_add(struct code *c) {
@@ -123,11 +147,12 @@ static thunk_fn emit_call_thunk(struct code *c, const void *table_base, uint64_t
   emit(c, "\x49\xb8", 2);                 /* mov r8, imm64              */
   emit64(c, sig);
   emit(c, "\x4c\x09\xc0", 3);             /* or rax, r8                 */
+  emit(c, "\x4c\x8b\x09", 3);             /* mov r9, [rcx] (entrypoint first) */
   emit(c, "\x48\x39\x41\x08", 4);         /* cmp [rcx + 8], rax         */
-  emit(c, "\x75\x08", 2);                 /* jne mismatch               */
+  emit(c, "\x75\x09", 2);                 /* jne mismatch               */
   emit(c, "\x48\x89\xf7", 3);             /* mov rdi, rsi               */
   emit(c, "\x48\x89\xd6", 3);             /* mov rsi, rdx               */
-  emit(c, "\xff\x21", 2);                 /* jmp [rcx]                  */
+  emit(c, "\x41\xff\xe1", 3);             /* jmp r9                     */
   emit(c, "\x48\xb8", 2);                 /* mismatch: mov rax, imm64   */
   emit64(c, (uint64_t)MISMATCH);
   emit(c, "\xc3", 1);                     /* ret                        */
@@ -138,6 +163,86 @@ static thunk_fn emit_call_thunk(struct code *c, const void *table_base, uint64_t
   memcpy(&t, &f, sizeof t);
   return t;
 }
+
+#elif defined(__aarch64__)
+#define ARCH "AArch64"
+
+static void emit32(struct code *c, uint32_t insn) { emit(c, &insn, 4); }
+static void *align8(struct code *c) {
+  while (c->len % 8) emit32(c, 0xd503201f); /* nop */
+  return here(c);
+}
+
+/* add(a, b) = a + b:   add x0, x0, x1; ret */
+static void *emit_add(struct code *c) {
+  void *f = align8(c);
+  emit32(c, 0x8b010000);
+  emit32(c, 0xd65f03c0);
+  return f;
+}
+/* mul(a, b) = a * b:   mul x0, x0, x1; ret */
+static void *emit_mul(struct code *c) {
+  void *f = align8(c);
+  emit32(c, 0x9b017c00);
+  emit32(c, 0xd65f03c0);
+  return f;
+}
+/* sum_to(n), tier 0: a loop adding n + (n-1) + ... + 1 */
+static void *emit_sum_to_loop(struct code *c) {
+  void *f = align8(c);
+  emit32(c, 0xaa0003e1); /*      mov  x1, x0        */
+  emit32(c, 0xd2800000); /*      mov  x0, #0        */
+  emit32(c, 0xf100003f); /*      cmp  x1, #0        */
+  emit32(c, 0x5400008d); /*      b.le done (+4)     */
+  emit32(c, 0x8b010000); /* top: add  x0, x0, x1    */
+  emit32(c, 0xf1000421); /*      subs x1, x1, #1    */
+  emit32(c, 0x54ffffc1); /*      b.ne top (-2)      */
+  emit32(c, 0xd65f03c0); /* done: ret               */
+  return f;
+}
+/* sum_to(n), tier 1: n * (n + 1) / 2 */
+static void *emit_sum_to_closed(struct code *c) {
+  void *f = align8(c);
+  emit32(c, 0x91000401); /* add x1, x0, #1  */
+  emit32(c, 0x9b017c00); /* mul x0, x0, x1  */
+  emit32(c, 0xd341fc00); /* lsr x0, x0, #1  */
+  emit32(c, 0xd65f03c0); /* ret             */
+  return f;
+}
+
+/* The call sequence, as on x86-64: thunk(handle, a, b). Literals for the
+ * table base, the signature and MISMATCH follow the code (8-aligned). */
+static thunk_fn emit_call_thunk(struct code *c, const void *table_base, uint64_t sig) {
+  _Static_assert(WCPT_INDEX_MASK == 0x00FFFFFF && WCPT_ENTRY_SIZE == 16 && WCPT_CHECK_OFFSET == 8 &&
+                     WCPT_ENTRYPOINT_OFFSET == 0 && WCPT_INDEX_BITS == 24 && WCPT_SIGNATURE_BITS == 56,
+                 "the thunk bakes in the entry layout");
+  void *f = align8(c);
+#define LDR_LIT(rt, words) (0x58000000u | ((uint32_t)(words) << 5) | (rt)) /* ldr xRt, pc + 4*words */
+  emit32(c, 0x12005c09);      /*  0: and  w9, w0, #0xffffff     */
+  emit32(c, LDR_LIT(10, 15)); /*  1: ldr  x10, =table_base (16) */
+  emit32(c, 0x8b09114a);      /*  2: add  x10, x10, x9, lsl #4  */
+  emit32(c, 0x53187c0b);      /*  3: lsr  w11, w0, #24          */
+  emit32(c, LDR_LIT(12, 14)); /*  4: ldr  x12, =sig (18)        */
+  emit32(c, 0xaa0be18b);      /*  5: orr  x11, x12, x11, lsl #56 */
+  emit32(c, 0xc8dffd4e);      /*  6: ldar x14, [x10]            */
+  emit32(c, 0xf940054d);      /*  7: ldr  x13, [x10, #8]        */
+  emit32(c, 0xeb0b01bf);      /*  8: cmp  x13, x11              */
+  emit32(c, 0x54000081);      /*  9: b.ne mismatch (13)         */
+  emit32(c, 0xaa0103e0);      /* 10: mov  x0, x1                */
+  emit32(c, 0xaa0203e1);      /* 11: mov  x1, x2                */
+  emit32(c, 0xd61f01c0);      /* 12: br   x14                   */
+  emit32(c, LDR_LIT(0, 7));   /* 13: mismatch: ldr x0, =MISMATCH (20) */
+  emit32(c, 0xd65f03c0);      /* 14: ret                        */
+  emit32(c, 0xd503201f);      /* 15: nop (aligns the literals)  */
+#undef LDR_LIT
+  emit64(c, (uint64_t)(uintptr_t)table_base); /* 16 */
+  emit64(c, sig);                             /* 18 */
+  emit64(c, (uint64_t)MISMATCH);              /* 20 */
+  thunk_fn t;
+  memcpy(&t, &f, sizeof t);
+  return t;
+}
+#endif
 
 /* A host (C) function the JIT code calls through a native handle. */
 static long host_max(long a, long b) { return a > b ? a : b; }
@@ -155,8 +260,10 @@ static void show(const char *what, long got) {
 }
 
 int main(void) {
-  printf("minijit: x86-64 code called through wcpt %s (write protection: %s)\n\n", wcpt_version(),
-         wcpt_protection_mode() == WCPT_PROTECTION_PKEYS ? "pkeys" : "none on this machine");
+  printf("minijit: " ARCH " code called through wcpt %s (write protection: %s)\n\n", wcpt_version(),
+         wcpt_protection_mode() == WCPT_PROTECTION_PKEYS   ? "pkeys"
+         : wcpt_protection_mode() == WCPT_PROTECTION_ALIAS ? "alias"
+                                                           : "none");
   if (wcpt_init() != WCPT_OK) return 1;
 
   struct code tier0, tier1, thunks;

@@ -11,6 +11,7 @@
 //! the `capi` feature: a Rust dependent builds neither C library nor header.
 //!
 //! Modules, one concern each:
+//! - `arch`: what depends on the CPU (thread pointer, protection-key register);
 //! - `handle`: handle and entry layout, metadata words, error codes;
 //! - `config`: a table's configuration (`Config`, the C `struct wcpt_config`);
 //! - `memory`: reserving, committing and releasing the table's memory;
@@ -40,6 +41,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod arch;
 pub mod config;
 mod freelist;
 pub mod handle;

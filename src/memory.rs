@@ -94,6 +94,50 @@ pub struct Entry {
 #[cfg(not(loom))]
 pub(crate) use mmap::{Memory, MappedArray};
 
+/// The kernel's page size: 4 KiB on x86-64; 4, 16 or 64 KiB on arm64. Read
+/// once; every commit, release and alias of memory is rounded to it.
+#[cfg_attr(loom, allow(dead_code))] // the loom model maps no pages
+pub(crate) fn page_size() -> usize {
+    static PAGE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    match PAGE.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => {
+            // SAFETY: sysconf has no preconditions.
+            let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let p = if p > 0 && (p as usize).is_power_of_two() { p as usize } else { 4096 };
+            PAGE.store(p, std::sync::atomic::Ordering::Relaxed);
+            p
+        }
+        p => p,
+    }
+}
+
+/// The largest page size the layout allows: a segment's entries (64 KiB)
+/// are whole pages, so each is committed, released and aliased alone.
+#[cfg_attr(loom, allow(dead_code))] // the loom model maps no pages
+pub(crate) const MAX_PAGE: usize = 64 * 1024;
+#[cfg(not(loom))] // loom's tables have tiny segments, and no pages
+const _: () = assert!((ENTRIES_PER_SEGMENT as usize * 16) % MAX_PAGE == 0);
+
+/// The pages that cover the bytes `[start, end)` of a page-aligned region:
+/// committing a segment's metadata makes writable the pages it shares with
+/// its neighbours too (harmless: their words are initialised when they are
+/// committed).
+#[cfg_attr(loom, allow(dead_code))] // the loom model maps no pages
+pub(crate) fn pages_covering(start: usize, end: usize, page: usize) -> (usize, usize) {
+    let first = start & !(page - 1);
+    let last = (end + page - 1) & !(page - 1);
+    (first, last - first)
+}
+
+/// The whole pages inside the bytes `[start, end)`, if any: releasing
+/// segments' metadata must never drop a page a neighbour still uses.
+#[cfg_attr(loom, allow(dead_code))] // the loom model maps no pages
+pub(crate) fn pages_inside(start: usize, end: usize, page: usize) -> Option<(usize, usize)> {
+    let first = (start + page - 1) & !(page - 1);
+    let last = end & !(page - 1);
+    (last > first).then(|| (first, last - first))
+}
+
 #[cfg(not(loom))]
 mod mmap {
     use super::*;
@@ -168,7 +212,7 @@ mod mmap {
             const HIGH: u64 = 1 << 46;
             for _ in 0..32 {
                 let Some(r) = random_u64() else { break };
-                let at = (LOW + r % (HIGH - LOW - len as u64)) & !4095;
+                let at = (LOW + r % (HIGH - LOW - len as u64)) & !(page_size() as u64 - 1);
                 match map_anon(at as *mut u8, len, libc::MAP_FIXED_NOREPLACE) {
                     Ok(p) if p.as_ptr() as u64 == at => return Ok(p),
                     Ok(p) => {
@@ -334,10 +378,13 @@ mod mmap {
         /// Makes a segment's metadata and generation bytes writable (once;
         /// they are never released).
         pub(crate) fn commit_meta(&self, segment: u32) -> Result<(), Error> {
-            let p = self.meta(segment * ENTRIES_PER_SEGMENT) as *const AtomicU16 as *mut u8;
-            protect(p, META_SEGMENT_BYTES, libc::PROT_READ | libc::PROT_WRITE)?;
-            let g = self.generation(segment * ENTRIES_PER_SEGMENT) as *const AtomicU8 as *mut u8;
-            protect(g, GEN_SEGMENT_BYTES, libc::PROT_READ | libc::PROT_WRITE)
+            let page = page_size();
+            let s = segment as usize;
+            // Whole pages, which a large page shares with neighbours.
+            let (off, len) = pages_covering(s * META_SEGMENT_BYTES, (s + 1) * META_SEGMENT_BYTES, page);
+            protect(self.meta.as_ptr().cast::<u8>().wrapping_add(off), len, libc::PROT_READ | libc::PROT_WRITE)?;
+            let (off, len) = pages_covering(s * GEN_SEGMENT_BYTES, (s + 1) * GEN_SEGMENT_BYTES, page);
+            protect(self.gens.as_ptr().cast::<u8>().wrapping_add(off), len, libc::PROT_READ | libc::PROT_WRITE)
         }
 
         /// Makes a segment's entries writable; their pages read as zero.
@@ -394,12 +441,17 @@ mod mmap {
         /// zero, and never fault; the metadata stays writable (see the
         /// module docs).
         pub(crate) fn release_entries(&self, first: u32, count: u32) {
-            let m = self.meta(first * ENTRIES_PER_SEGMENT) as *const AtomicU16 as *mut u8;
-            // SAFETY: the segments' metadata in our reservation; every entry
-            // of them is free (the caller closed them), so the words read
-            // back as zero (free) is what they would say anyway, up to the
-            // generation, which the generation bytes keep.
-            unsafe { libc::madvise(m.cast(), count as usize * META_SEGMENT_BYTES, libc::MADV_DONTNEED) };
+            let (f, c) = (first as usize, count as usize);
+            if let Some((off, len)) = pages_inside(f * META_SEGMENT_BYTES, (f + c) * META_SEGMENT_BYTES, page_size()) {
+                let m = self.meta.as_ptr().cast::<u8>().wrapping_add(off);
+                // SAFETY: whole pages of the segments' metadata in our
+                // reservation, none shared with another segment; every entry
+                // of them is free (the caller closed them), so the words read
+                // back as zero (free) is what they would say anyway, up to
+                // the generation, which the generation bytes keep. (A page
+                // shared with a neighbour keeps its words: still free ones.)
+                unsafe { libc::madvise(m.cast(), len, libc::MADV_DONTNEED) };
+            }
             if let Some(fd) = self.memfd() {
                 self.unmap_segments(first, count, fd);
                 return;
@@ -535,7 +587,7 @@ mod mmap {
         }
 
         fn map(len: usize, tagged: bool) -> Result<Self, Error> {
-            let page = 4096;
+            let page = page_size();
             let bytes = (len.max(1).checked_mul(std::mem::size_of::<T>()).ok_or(Error::OutOfMemory)?)
                 .checked_add(page - 1)
                 .ok_or(Error::OutOfMemory)?
@@ -665,5 +717,46 @@ mod model {
                 self.meta(i).store(0, Relaxed);
             }
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod geometry_tests {
+    use super::*;
+
+    const META_SEGMENT: usize = ENTRIES_PER_SEGMENT as usize * 2;
+    const GEN_SEGMENT: usize = ENTRIES_PER_SEGMENT as usize;
+    const META_ALL: usize = TABLE_ENTRIES as usize * 2;
+
+    /// For each page size arm64 kernels run with: a segment's metadata and
+    /// generation bytes are committed as whole pages that cover them and stay
+    /// inside the region; releasing any run of segments drops only whole
+    /// pages inside the run (never a neighbour's words); a segment's entries
+    /// are whole pages.
+    #[test]
+    fn segment_geometry_for_4_16_and_64_kib_pages() {
+        for page in [4096usize, 16384, 65536] {
+            assert_eq!((ENTRIES_PER_SEGMENT as usize * 16) % page, 0, "entries of a segment are whole pages");
+            for (unit, total) in [(META_SEGMENT, META_ALL), (GEN_SEGMENT, TABLE_ENTRIES as usize)] {
+                for s in [0usize, 1, 2, 7, 8, 9, 4095] {
+                    let (off, len) = pages_covering(s * unit, (s + 1) * unit, page);
+                    assert_eq!((off % page, len % page), (0, 0));
+                    assert!(off <= s * unit && off + len >= (s + 1) * unit && off + len <= total);
+                }
+            }
+            for (first, count) in [(0usize, 1usize), (3, 1), (8, 8), (5, 20), (1, 4094), (0, 4096)] {
+                let (start, end) = (first * META_SEGMENT, (first + count) * META_SEGMENT);
+                match pages_inside(start, end, page) {
+                    Some((off, len)) => {
+                        assert_eq!((off % page, len % page), (0, 0));
+                        assert!(off >= start && off + len <= end, "page {page}: {first}+{count} drops a neighbour's words");
+                    }
+                    None => assert!(end - start < 2 * page, "page {page}: {first}+{count} released nothing"),
+                }
+            }
+        }
+        assert_eq!(pages_inside(0, 8192, 65536), None); // one 8 KiB segment in a 64 KiB page: kept
+        assert_eq!(pages_inside(0, 65536, 65536), Some((0, 65536)));
+        assert!(page_size().is_power_of_two() && page_size() <= MAX_PAGE);
     }
 }

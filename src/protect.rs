@@ -38,6 +38,7 @@
 //! cannot be had falls back to the next weaker one (pkeys, alias, none), and
 //! [`mode`] reports the mode in force.
 
+use crate::arch::{self, Rights};
 use crate::handle::Error;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Once;
@@ -123,62 +124,52 @@ pub(crate) fn init() {
     });
 }
 
+/// Whether this build can use protection keys at all (an architecture
+/// with a key register, Linux, not a loom model).
+const KEYS_BUILT: bool = cfg!(all(target_os = "linux", not(loom))) && arch::MAX_KEY > 0;
+
 /// A new protection key, read-only for the calling thread, or `None` (and
-/// notes whether PKU works at all).
+/// notes whether the CPU and kernel support keys at all).
 fn alloc_key() -> Option<i32> {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
-    {
+    if KEYS_BUILT {
         // SAFETY: pkey_alloc has no memory-safety preconditions; it returns
         // a key or -1.
         let key = unsafe { libc::syscall(libc::SYS_pkey_alloc, 0, PKEY_DISABLE_WRITE) };
-        if key > 0 && key < 16 {
+        if key > 0 && key <= i64::from(arch::MAX_KEY) {
             PKU.store(true, Ordering::Relaxed);
             return Some(key as i32);
         }
-        if key >= 16 {
+        if key > 0 {
             // SAFETY: frees the key just allocated, which nothing uses.
             unsafe { libc::syscall(libc::SYS_pkey_free, key) };
         }
-        // ENOSPC means both "no key left" and "no PKU at all" (the kernel
+        // ENOSPC means both "no key left" and "no keys at all" (the kernel
         // then has one key, 0): the CPU tells which.
-        if os_enabled_pku() {
+        if arch::pkeys_supported() {
             PKU.store(true, Ordering::Relaxed);
-        } else {
-            NO_PKU.store(true, Ordering::Relaxed);
+            return None;
         }
     }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom))))]
     NO_PKU.store(true, Ordering::Relaxed);
     None
-}
-
-/// Whether the CPU has PKU and the kernel enabled it (CPUID leaf 7: OSPKE).
-#[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
-fn os_enabled_pku() -> bool {
-    // Leaf 7 exists where the maximum leaf is at least 7, checked first.
-    core::arch::x86_64::__cpuid(0).eax >= 7 && core::arch::x86_64::__cpuid_count(7, 0).ecx & (1 << 4) != 0
 }
 
 /// Whether `key` is a key this process allocated (an embedder's): a page
 /// can be tagged with it.
 fn key_usable(key: i32) -> bool {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
-    {
-        // SAFETY: a private page of our own, tagged with `key`, then unmapped.
-        unsafe {
-            let p = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
-            if p == libc::MAP_FAILED {
-                return false;
-            }
-            let rc = libc::syscall(libc::SYS_pkey_mprotect, p, 4096, libc::PROT_READ, key);
-            libc::munmap(p, 4096);
-            rc == 0
-        }
+    if !KEYS_BUILT || key <= 0 || key > arch::MAX_KEY {
+        return false;
     }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(loom))))]
-    {
-        let _ = key;
-        false
+    // SAFETY: a private page of our own, tagged with `key`, then unmapped.
+    unsafe {
+        let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+        let p = libc::mmap(std::ptr::null_mut(), page, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        if p == libc::MAP_FAILED {
+            return false;
+        }
+        let rc = libc::syscall(libc::SYS_pkey_mprotect, p, page, libc::PROT_READ, key);
+        libc::munmap(p, page);
+        rc == 0
     }
 }
 
@@ -315,8 +306,7 @@ fn apply(state: State) {
         State::Shared(k) => {
             // Keys are scarce (15 per process): an engine that shares its
             // own gets wcpt's back.
-            if own > 0 {
-                #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+            if own > 0 && KEYS_BUILT {
                 // SAFETY: our own key, which no memory uses (no table exists).
                 unsafe {
                     libc::syscall(libc::SYS_pkey_free, own);
@@ -363,7 +353,7 @@ pub(crate) fn alias() -> bool {
     ALIAS.load(Ordering::Relaxed)
 }
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
+/// `pkey_alloc`'s flag for read-only (the same value on x86-64 and arm64).
 const PKEY_DISABLE_WRITE: libc::c_ulong = 2;
 
 /// Runs [`init`] when the library is loaded, before any thread of the
@@ -409,61 +399,22 @@ pub fn pkru_writes() -> u64 {
     WRITES.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
 }
 
-#[cfg(all(target_arch = "x86_64", not(loom)))]
+/// The key register (x86's PKRU, arm64's POR_EL0), with every write counted.
 mod pkru {
     use super::*;
 
-    /// Reads this thread's PKRU register.
-    ///
-    /// Only called once `pkey_alloc` has succeeded, which implies that the
-    /// CPU and OS support (and have enabled) the instruction.
     #[inline]
-    pub(super) fn read() -> u32 {
-        let pkru: u32;
-        // SAFETY: RDPKRU only reads a register; it is executed only after
-        // pkey_alloc succeeded, so OSPKE is enabled and it cannot fault.
-        unsafe {
-            core::arch::asm!("rdpkru", in("ecx") 0u32, out("eax") pkru, out("edx") _,
-                options(nomem, nostack, preserves_flags));
-        }
-        pkru
+    pub(super) fn read() -> u64 {
+        arch::key_register()
     }
 
-    /// Writes this thread's PKRU register.
     #[inline]
-    pub(super) fn write(pkru: u32) {
-        // SAFETY: as for `read`; the value only changes this thread's access
-        // rights, which callers compute from the current value. No `nomem`:
-        // memory accesses must not be moved across a change of rights.
-        unsafe {
-            core::arch::asm!("wrpkru", in("eax") pkru, in("ecx") 0u32, in("edx") 0u32,
-                options(nostack, preserves_flags));
-        }
+    pub(super) fn write(value: u64) {
+        arch::set_key_register(value);
         // Relaxed: a statistic. The stripe is picked by the thread pointer,
         // so threads rarely share one; the RMW keeps the count exact anyway.
         WRITES.0[crate::thread_slot::thread_hash() >> (usize::BITS - 4)].fetch_add(1, Ordering::Relaxed);
     }
-}
-
-#[cfg(not(all(target_arch = "x86_64", not(loom))))]
-mod pkru {
-    pub(super) fn read() -> u32 {
-        0
-    }
-    pub(super) fn write(_: u32) {}
-}
-
-/// Both of the key's bits: access-disable and write-disable.
-const fn key_bits(key: i32) -> u32 {
-    3 << (2 * key)
-}
-/// Write-disable alone: the read-only state.
-const fn write_disable(key: i32) -> u32 {
-    2 << (2 * key)
-}
-/// Access-disable alone.
-const fn access_disable(key: i32) -> u32 {
-    1 << (2 * key)
 }
 
 /// Puts the calling thread in the read-only state for the table: read access
@@ -475,25 +426,21 @@ const fn access_disable(key: i32) -> u32 {
 #[inline]
 pub(crate) fn ensure_read() {
     if let Some(k) = key() {
-        let pkru = pkru::read();
-        if pkru & key_bits(k) != write_disable(k) {
-            ensure_read_slow(k, pkru);
+        let reg = pkru::read();
+        if arch::rights(reg, k) != Rights::Read {
+            ensure_read_slow(k, reg);
         }
     }
 }
 
 #[cold]
 #[inline(never)]
-fn ensure_read_slow(k: i32, pkru: u32) {
-    if shared() {
-        // The embedder's key: a thread with no access (access-disable set,
-        // as in a signal handler) gets read-only; one with read access
-        // keeps its write access as it is (an open window of the engine's).
-        if pkru & access_disable(k) != 0 {
-            pkru::write((pkru & !key_bits(k)) | write_disable(k));
-        }
-    } else {
-        pkru::write((pkru & !key_bits(k)) | write_disable(k));
+fn ensure_read_slow(k: i32, reg: u64) {
+    // The embedder's key: a thread with no access (as in a signal handler)
+    // gets read-only; one with write access keeps it (an open window of
+    // the engine's). wcpt's own key: exactly read-only.
+    if !shared() || arch::rights(reg, k) == Rights::None {
+        pkru::write(arch::with_rights(reg, k, Rights::Read));
     }
 }
 
@@ -502,8 +449,8 @@ fn ensure_read_slow(k: i32, pkru: u32) {
 /// Not `Send` (PKRU is per thread) and crate-private: only the library opens
 /// windows, and every one is a scoped local that closes on drop.
 pub(crate) struct Window {
-    /// The PKRU value that closes the window, if it opened one.
-    close: Option<u32>,
+    /// The key register's value that closes the window, if it opened one.
+    close: Option<u64>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
@@ -514,15 +461,15 @@ impl Window {
     pub(crate) fn open() -> Window {
         let Some(k) = key() else { return Window { close: None, _not_send: std::marker::PhantomData } };
         let pkru = pkru::read();
-        if pkru & key_bits(k) != 0 {
-            pkru::write(pkru & !key_bits(k));
+        if arch::rights(pkru, k) != Rights::ReadWrite {
+            pkru::write(arch::with_rights(pkru, k, Rights::ReadWrite));
         }
         // Close to exactly read-only, whatever the state was before: even if
         // the thread was (wrongly) writable already, it will not be after.
         // With the embedder's key, close to exactly the rights the thread
         // had: an engine's window open around this call stays open, and one
         // closed stays closed (windows nest both ways).
-        let close = if shared() { pkru } else { (pkru & !key_bits(k)) | write_disable(k) };
+        let close = if shared() { pkru } else { arch::with_rights(pkru, k, Rights::Read) };
         Window { close: Some(close), _not_send: std::marker::PhantomData }
     }
 }
@@ -556,15 +503,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_states_a_key_can_be_in() {
-        // Key 1: bits 2 (AD) and 3 (WD).
-        assert_eq!(key_bits(1), 0b1100);
-        assert_eq!(write_disable(1), 0b1000);
-        // Linux's default PKRU denies every key but 0 (AD only); the repair
-        // gives read-only, never read-write.
-        let default = 0x5555_5554u32;
-        let repaired = (default & !key_bits(1)) | write_disable(1);
-        assert_eq!(repaired & key_bits(1), write_disable(1));
-        assert_eq!(repaired & !key_bits(1), default & !key_bits(1), "other keys untouched");
+    fn the_repair_gives_read_only_never_read_write() {
+        // Linux starts a thread that predates a key (and a signal handler)
+        // with no access to it; every key's repair is exactly read-only.
+        for k in 1..=arch::MAX_KEY {
+            let none = arch::with_rights(u64::MAX, k, Rights::None);
+            assert_eq!(arch::rights(arch::with_rights(none, k, Rights::Read), k), Rights::Read);
+        }
     }
 }

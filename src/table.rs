@@ -133,7 +133,7 @@ impl Table {
 
     /// A new table, with per-thread stacks of free entries if `on` (and the
     /// machine has the barriers they need; see `thread_slot.rs`).
-    #[cfg_attr(not(loom), allow(dead_code))]
+    #[allow(dead_code)] // for the loom models' tests
     pub(crate) fn with_thread_caches(on: bool) -> Result<Table, Error> {
         Self::with_config(&Config { thread_cache: on, ..Config::DEFAULT })
     }

@@ -45,27 +45,9 @@ static OWNERS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
 static EXIT_HOOK: std::sync::atomic::AtomicPtr<()> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
 
 /// The calling thread's thread pointer: the same for every call on one
-/// thread, different between live threads. Async-signal-safe.
+/// thread, different between live threads (`arch.rs`). Async-signal-safe.
 #[cfg(not(loom))]
-#[inline(always)]
-pub(crate) fn thread_pointer() -> usize {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    {
-        let tp: usize;
-        // SAFETY: on x86-64 Linux, fs:0 holds the thread control block's own
-        // address (the thread pointer); reading it has no side effect.
-        unsafe {
-            core::arch::asm!("mov {}, fs:0", out(reg) tp,
-                options(nostack, readonly, preserves_flags, pure));
-        }
-        tp
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    {
-        thread_local!(static TOKEN: u8 = const { 0 });
-        TOKEN.with(|t| t as *const u8 as usize)
-    }
-}
+pub(crate) use crate::arch::thread_pointer;
 
 /// A hash of the calling thread's identity, the same for every call on one
 /// thread, different between threads (mostly): the thread pointer times a
