@@ -7,7 +7,8 @@
 #   cargo's runner;
 # - libwcpt.a and libwcpt.so for arm64, then every C test against each
 #   (static binaries, and dynamic ones on the multiarch arm64 C library),
-#   test_dlopen, and the mini JIT demo (which emits AArch64 code).
+#   test_dlopen, the asmjit engine's tests and the mini JIT demo (both emit
+#   AArch64 code).
 #
 # QEMU runs arm64 code with x86's stronger memory ordering, so this checks
 # arm64 code paths, not weak ordering: loom (C11 orderings) checks those.
@@ -72,6 +73,11 @@ for t in "${tests[@]}"; do
 done
 $CC "${CFLAGS[@]}" c-tests/test_dlopen.c -o "$out/shared/test_dlopen" -ldl || echo "FAILED: build test_dlopen" >> "$failed"
 run "shared/test_dlopen" env WCPT_TEST_EMULATED=1 WCPT_TEST_QUICK=1 qemu-aarch64-static "$out/shared/test_dlopen" "$PWD/$out/lib/libwcpt.so"
+
+echo "== the asmjit engine (AArch64 code) under qemu-aarch64"
+aarch64-linux-gnu-g++ -std=c++17 -O2 -Wall -Wextra -Werror -Iinclude integrations/asmjit/test_engine.cpp \
+  -o "$out/test_engine" -static "$A" -lasmjit $STATIC_LIBS || echo "FAILED: build test_engine" >> "$failed"
+run "static/test_engine" env WCPT_TEST_EMULATED=1 qemu-aarch64-static "$out/test_engine"
 
 echo "== the mini JIT (AArch64 code) under qemu-aarch64"
 $CC "${CFLAGS[@]}" examples/minijit.c -o "$out/minijit" -static "$A" $STATIC_LIBS || echo "FAILED: build minijit" >> "$failed"

@@ -14,6 +14,10 @@ need=()
 command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
 [ -f /usr/aarch64-linux-gnu/include/stdio.h ] || need+=(libc6-dev-arm64-cross)
 command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+# The asmjit engine (integrations/asmjit) for arm64: the cross C++ compiler
+# and Debian's arm64 asmjit (Multi-Arch: same, beside the amd64 one).
+command -v aarch64-linux-gnu-g++ >/dev/null || need+=(g++-aarch64-linux-gnu)
+[ -f /usr/lib/aarch64-linux-gnu/libasmjit.a ] || need+=(libasmjit-dev:arm64)
 if [ ${#need[@]} -gt 0 ]; then
   echo "aarch64 deps: installing ${need[*]}"
   dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64

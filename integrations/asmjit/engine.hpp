@@ -2,7 +2,8 @@
 // at run time, registers their code region, puts them in the table with
 // one batch call, and calls between them only through handles, emitting
 // the checked call sequence (mask, load entry, compare check word, trap,
-// call) with asmjit's x86-64 assembler.
+// call) with asmjit's assembler, for x86-64 and AArch64 (the latter run
+// under QEMU by `make check-aarch64`).
 //
 // A function is `r = x * mul + add` (type A, i64(i64)) or
 // `r = x * mul + y + add` (type B, i64(i64, i64)), then, if it has a
@@ -17,7 +18,14 @@
 
 #include <wcpt.hpp>
 
+#if defined(__x86_64__)
 #include <asmjit/x86.h>
+#elif defined(__aarch64__)
+#include <asmjit/arm.h>
+#include <asmjit/arm/a64assembler.h>
+#else
+#error "the asmjit engine emits x86-64 and AArch64"
+#endif
 
 #include <cstdint>
 #include <memory>
@@ -36,6 +44,9 @@ struct Func {
 
 using FnA = std::int64_t (*)(std::int64_t);
 using FnB = std::int64_t (*)(std::int64_t, std::int64_t);
+
+#if defined(__x86_64__)
+using Assembler = asmjit::x86::Assembler;
 
 // Emits the checked indirect call of a type-`sig` function through the
 // handle at `slot`, argument already in rdi; clobbers rax, rcx, rdx, r8,
@@ -62,6 +73,85 @@ inline void emit_checked_call(asmjit::x86::Assembler& a, const std::uint32_t* sl
   a.call(r8);
 }
 
+// Function i's body (see the top of this file), with its entry counter.
+inline void emit_function(Assembler& a, const Func& f, std::uint64_t* counter, const std::uint32_t* slot,
+                          const void* base, bool checked, const asmjit::Label& trap) {
+  using namespace asmjit::x86;
+  a.push(rbx);                                // r lives in rbx across the call; aligns the stack
+  a.mov(rax, reinterpret_cast<std::uint64_t>(counter));
+  a.inc(qword_ptr(rax));                      // entered
+  a.mov(rcx, static_cast<std::uint64_t>(f.mul));
+  a.mov(rax, rdi);
+  a.imul(rax, rcx);
+  if (f.two_args) a.add(rax, rsi);
+  a.mov(rcx, static_cast<std::uint64_t>(f.add));
+  a.add(rax, rcx);
+  if (f.callee >= 0) {
+    a.mov(rbx, rax);
+    a.mov(rdi, rax);
+    emit_checked_call(a, slot, base, checked ? SIG_A : 0, checked ? trap : asmjit::Label());
+    a.xor_(rax, rbx);
+  }
+  a.pop(rbx);
+  a.ret();
+}
+
+inline void emit_trap(Assembler& a) { a.ud2(); }
+
+#elif defined(__aarch64__)
+using Assembler = asmjit::a64::Assembler;
+
+// The same sequence for AArch64 (docs/CALL_SEQUENCE.md): the argument is
+// already in x0; clobbers x9-x16 (caller-saved). The entrypoint is loaded
+// with LDAR, before the check word: the ordering rule.
+inline void emit_checked_call(Assembler& a, const std::uint32_t* slot, const void* table_base, std::uint64_t sig,
+                              const asmjit::Label& trap) {
+  using namespace asmjit::a64;
+  a.mov(x9, reinterpret_cast<std::uint64_t>(slot));
+  a.ldr(w10, ptr(x9));                                     // the handle
+  a.and_(w11, w10, WCPT_INDEX_MASK);                       // index
+  a.mov(x12, reinterpret_cast<std::uint64_t>(table_base));
+  a.add(x12, x12, x11, asmjit::arm::lsl(4));               // the entry
+  a.lsr(w13, w10, WCPT_INDEX_BITS);                        // generation
+  a.mov(x14, sig);
+  a.orr(x13, x14, x13, asmjit::arm::lsl(WCPT_SIGNATURE_BITS)); // the check word
+  a.ldar(x15, ptr(x12));                                   // the entrypoint, acquire
+  if (trap.isValid()) {
+    a.ldr(x16, ptr(x12, WCPT_CHECK_OFFSET));               // then the check word
+    a.cmp(x16, x13);
+    a.b_ne(trap);
+  }
+  a.blr(x15);
+}
+
+// Function i's body (see the top of this file), with its entry counter.
+inline void emit_function(Assembler& a, const Func& f, std::uint64_t* counter, const std::uint32_t* slot,
+                          const void* base, bool checked, const asmjit::Label& trap) {
+  using namespace asmjit::a64;
+  a.stp(x29, x30, ptr_pre(sp, -32));
+  a.str(x19, ptr(sp, 16));
+  a.mov(x9, reinterpret_cast<std::uint64_t>(counter));
+  a.ldr(x10, ptr(x9));
+  a.add(x10, x10, 1);
+  a.str(x10, ptr(x9));                                     // entered
+  a.mov(x9, static_cast<std::uint64_t>(f.mul));
+  a.mul(x0, x0, x9);
+  if (f.two_args) a.add(x0, x0, x1);
+  a.mov(x9, static_cast<std::uint64_t>(f.add));
+  a.add(x0, x0, x9);
+  if (f.callee >= 0) {
+    a.mov(x19, x0);
+    emit_checked_call(a, slot, base, checked ? SIG_A : 0, checked ? trap : asmjit::Label());
+    a.eor(x0, x0, x19);
+  }
+  a.ldr(x19, ptr(sp, 16));
+  a.ldp(x29, x30, ptr_post(sp, 32));
+  a.ret(x30);
+}
+
+inline void emit_trap(Assembler& a) { a.udf(0); }
+#endif
+
 class Engine {
  public:
   // Compiles `funcs` (a callee must be a type-A function) into one code
@@ -77,35 +167,17 @@ class Engine {
     const void* base = wcpt::table_base();
     asmjit::CodeHolder code;
     code.init(rt_.environment());
-    asmjit::x86::Assembler a(&code);
+    Assembler a(&code);
     std::vector<asmjit::Label> starts;
     asmjit::Label trap = a.newLabel();
-    using namespace asmjit::x86;
     for (std::size_t i = 0; i < n; i++) {
-      const Func& f = funcs_[i];
       starts.push_back(a.newLabel());
       a.align(asmjit::AlignMode::kCode, 16);
       a.bind(starts.back());
-      a.push(rbx);                                // r lives in rbx across the call; aligns the stack
-      a.mov(rax, reinterpret_cast<std::uint64_t>(&counters_[i]));
-      a.inc(qword_ptr(rax));                      // entered
-      a.mov(rcx, static_cast<std::uint64_t>(f.mul));
-      a.mov(rax, rdi);
-      a.imul(rax, rcx);
-      if (f.two_args) a.add(rax, rsi);
-      a.mov(rcx, static_cast<std::uint64_t>(f.add));
-      a.add(rax, rcx);
-      if (f.callee >= 0) {
-        a.mov(rbx, rax);
-        a.mov(rdi, rax);
-        emit_checked_call(a, &slots_[i], base, checked ? SIG_A : 0, checked ? trap : asmjit::Label());
-        a.xor_(rax, rbx);
-      }
-      a.pop(rbx);
-      a.ret();
+      emit_function(a, funcs_[i], &counters_[i], &slots_[i], base, checked, trap);
     }
     a.bind(trap);
-    a.ud2();
+    emit_trap(a);
     void* entry = nullptr;
     if (rt_.add(&entry, &code) != asmjit::kErrorOk) return;
     code_ = entry;
