@@ -981,10 +981,10 @@ fn main() {
         "- lookup, why: wcpt_get reads one entry (entrypoint, then check word, one cache line), as \
          the V8 model reads one; the generated-code sequence alone (the header's wcpt_call_target: \
          mask, two loads of that entry, one compare) is {:.2}x the model here. What wcpt_get adds \
-         is the C ABI path before the entry load (the table pointer, the protection-key check, the \
-         call through a function pointer), a chain of dependent loads that leaves fewer random \
-         lookups in flight at once. The model itself varies by about 30% between runs on this \
-         machine.\n\
+         is the C ABI path around the entry load: a call through a function pointer, one \
+         load of the table base (no table object, no protection check without pkeys) and the \
+         generation compare; the instruction counts at the end of this file give a \
+         lookup's cost in instructions.\n\
          - lookup: wcpt is {floor_ratio:.2}x the array-load floor (target <= 1.2x: {}).\n\
          - churn scaling: wcpt's 8-thread ns/op is {scaling:.2}x its 2-thread figure (target <= 1.0x, no slower: {}).\n\
          - sweep: {:.3}x the V8 model's time (target <= 0.1x); RSS after the sweep {:.1} MB vs {:.1} MB: {:.2}x (target <= 1.1x).",

@@ -7,11 +7,12 @@
 //!   check word is a free one). If a take fails, the chain is walked and
 //!   every entry pushed back; otherwise it is walked once more to publish.
 //!   No heap, no second array.
-//! - `free_many` checks every handle, then claims each entry (a metadata CAS
-//!   that sets `CLAIMED`). A claim that finds the entry claimed (the same
-//!   handle twice in the batch, or an overlapping batch on another thread)
-//!   or no longer live lets every claim of the batch go and fails: nothing
-//!   is freed. Once all are claimed, each is freed as `free` does. `free` and
+//! - `free_many` checks and claims each entry in one pass (a metadata CAS
+//!   that sets `CLAIMED`). A handle refused on its own (invalid, not live)
+//!   lets every claim of the batch go and fails with its status; one found
+//!   claimed (the same handle twice in the batch, or an overlapping batch on
+//!   another thread) does the same with `DoubleFree`, unless a later handle
+//!   is refused on its own (checked without claiming): nothing is freed. Once all are claimed, each is freed as `free` does. `free` and
 //!   `set` wait for a claim to be settled; a batch never waits for another,
 //!   so overlapping batches cannot deadlock (both may fail; neither frees a
 //!   handle twice).
@@ -43,10 +44,17 @@ impl Table {
         if signatures.len() != n || out.len() != n {
             return Err(Error::InvalidArgument);
         }
-        for (&e, &s) in entrypoints.iter().zip(signatures) {
-            self.check_code(e)?;
-            if s > SIGNATURE_MASK {
-                return Err(Error::InvalidArgument);
+        // The common case in one pass that the compiler vectorises: every
+        // entrypoint canonical and every signature in range (an OR over
+        // each array), and no code region to look up. Otherwise the first
+        // bad argument in array order decides, as documented.
+        let wide = entrypoints.iter().fold(0, |acc, &e| acc | e) | (signatures.iter().fold(0, |acc, &s| acc | s) >> 9);
+        if !is_user_address(wide) || self.regions.any() {
+            for (&e, &s) in entrypoints.iter().zip(signatures) {
+                self.check_code(e)?;
+                if s > SIGNATURE_MASK {
+                    return Err(Error::InvalidArgument);
+                }
             }
         }
         if n == 0 {
@@ -98,6 +106,19 @@ impl Table {
         Ok(())
     }
 
+    /// The status of the first handle of `handles` that `free` would refuse
+    /// on its own (read-only: nothing is claimed), if any.
+    fn first_refused(&self, handles: &[Handle]) -> Option<Error> {
+        handles.iter().find_map(|h| {
+            let (index, g) = self.split(h.raw());
+            if index == 0 || index >= LAST_INDEX {
+                return Some(Error::InvalidHandle);
+            }
+            let m = Meta(self.meta(index).load(Acquire));
+            (!m.is_live(g)).then(|| self.refusal(index, m, g))
+        })
+    }
+
     /// Takes `n` (> 0) entries, chained through their entrypoint words, and
     /// returns the last one taken; or takes none (every one taken is pushed
     /// back) and returns why.
@@ -135,29 +156,26 @@ impl Table {
     /// says why (`InvalidHandle`, `DoubleFree`, `NativeHandle`). One write
     /// window for the whole batch.
     pub fn free_many(&self, handles: &[Handle]) -> Result<(), Error> {
-        protect::ensure_read();
-        // Every handle first, without a window: the common failures cost
-        // no claim.
-        for h in handles {
-            let (index, g) = self.split(h.raw());
-            if index == 0 || index >= LAST_INDEX {
-                return Err(Error::InvalidHandle);
-            }
-            let m = Meta(self.meta(index).load(Acquire));
-            if !m.is_live(g) {
-                return Err(self.refusal(index, m, g));
-            }
-        }
         if handles.is_empty() {
             return Ok(());
         }
+        protect::ensure_read();
         let _batch = self.batch.read();
         self.batch_starts.fetch_add(1, SeqCst);
-        let w = Window::open();
+        // One pass that checks and claims (no separate checking pass): it
+        // stops at the first handle refused on its own, or at the first one
+        // already claimed (repeated in the batch, or in an overlapping one).
+        // The window opens at the first claim, so a batch refused at its
+        // first handle writes nothing, PKRU included.
+        let mut window: Option<Window> = None;
         let mut claimed = 0;
         let mut failure = None;
         'claims: for h in handles {
             let (index, g) = self.split(h.raw());
+            if index == 0 || index >= LAST_INDEX {
+                failure = Some(Error::InvalidHandle);
+                break;
+            }
             let meta = self.meta(index);
             let mut m = Meta(meta.load(Acquire));
             let mut spins = 0;
@@ -168,8 +186,9 @@ impl Table {
                 }
                 if m.claimed() {
                     // Claimed by this batch (the handle twice) or by an
-                    // overlapping one: a double free either way.
-                    failure = Some(Error::DoubleFree);
+                    // overlapping one: a double free, unless a handle after
+                    // it is refused on its own (its status comes first).
+                    failure = Some(self.first_refused(&handles[claimed + 1..]).unwrap_or(Error::DoubleFree));
                     break 'claims;
                 }
                 if m.pinned() {
@@ -177,6 +196,7 @@ impl Table {
                     m = Meta(meta.load(Acquire));
                     continue;
                 }
+                window.get_or_insert_with(Window::open);
                 // Acquire: the winner sees everything the entry's users did.
                 match meta.compare_exchange_weak(m.0, m.0 | Meta::CLAIMED, Acquire, Acquire) {
                     Ok(_) => break,
@@ -194,6 +214,8 @@ impl Table {
             self.batch_ends.fetch_add(1, SeqCst);
             return Err(e);
         }
+        // Every handle was claimed, so the window is open already.
+        let w = window.unwrap_or_else(Window::open);
         // Free each as `free` does, linking runs of entries of one segment
         // into a chain that goes back with one CAS.
         let mut run: Option<(u32, u32, u32, u32)> = None; // segment, top, bottom, count
