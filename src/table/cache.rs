@@ -139,6 +139,16 @@ impl Caches {
     }
 }
 
+/// Pops the top of stack `c`, entered by the caller, which holds `n`
+/// (1..=CAP) entries.
+#[inline(always)]
+fn pop(c: &Cache, n: u32) -> Option<u32> {
+    c.len.store(n - 1, Relaxed);
+    let i = c.items[n as usize - 1].load(Relaxed);
+    // Only a corrupted stack could hold these; never hand them out.
+    (i != 0 && i < LAST_INDEX).then_some(i)
+}
+
 /// Leaves the stack entered with [`Table::enter_cache`].
 #[inline(always)]
 fn leave(c: &Cache) {
@@ -188,15 +198,9 @@ impl Table {
         let c = self.caches.slot(thread_slot::current_if_claimed()?);
         let c = self.enter(c, w)?;
         let n = c.len.load(Relaxed);
-        let got = if n.wrapping_sub(1) < CAP as u32 {
-            c.len.store(n - 1, Relaxed);
-            Some(c.items[n as usize - 1].load(Relaxed))
-        } else {
-            None
-        };
+        let got = if n.wrapping_sub(1) < CAP as u32 { pop(c, n) } else { None };
         leave(c);
-        // Only a corrupted stack could hold these; never hand them out.
-        got.filter(|&i| i != 0 && i < LAST_INDEX)
+        got
     }
 
     /// A free entry from the calling thread's stack (refilled from its shard
@@ -208,15 +212,9 @@ impl Table {
         if n == 0 {
             n = self.refill_cache(c, w);
         }
-        let got = if n > 0 {
-            c.len.store(n - 1, Relaxed);
-            Some(c.items[n as usize - 1].load(Relaxed))
-        } else {
-            None
-        };
+        let got = if n > 0 { pop(c, n) } else { None };
         leave(c);
-        // Only a corrupted stack could hold these; never hand them out.
-        got.filter(|&i| i != 0 && i < LAST_INDEX)
+        got
     }
 
     /// Fills an empty stack from the shard's current segment with one CAS,
