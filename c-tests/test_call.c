@@ -1,5 +1,5 @@
-/* The header's call sequence for generated code (wcpt_check_word and
- * wcpt_call_target, layout 2): it answers exactly the live handle with its
+/* The header's inline sequences (wcpt_check_word, wcpt_call_target for
+ * generated code, wcpt_lookup for C callers; layout 2): it answers exactly the live handle with its
  * signature, refuses stale handles even when the slot was reused for a
  * function of the same signature, refuses wide signatures, and never faults
  * whatever the handle. */
@@ -82,6 +82,33 @@ static void test_never_faults(void) {
   CHECK_EQ(seen, 0); /* nothing live with those signatures */
 }
 
+/* wcpt_lookup (inline in the header) answers exactly what wcpt_get does,
+ * for live, tiered-up, freed, stale (slot reused), native, null, invalid
+ * and arbitrary handles. */
+static void test_inline_lookup_agrees_with_wcpt_get(void) {
+  wcpt_handle live = wcpt_alloc(EP, 3), gone = wcpt_alloc(EP + 16, 3);
+  CHECK_EQ(wcpt_free(gone), WCPT_OK);
+  wcpt_handle reused = wcpt_alloc(EP + 32, 3); /* may take gone's slot */
+  wcpt_handle native = wcpt_native_handle(0x610000);
+  CHECK_EQ(wcpt_set(live, EP + 48), WCPT_OK);
+  CHECK_EQ(wcpt_lookup(base(), live), EP + 48);
+  CHECK_EQ(wcpt_lookup(base(), gone), 0);
+  CHECK_EQ(wcpt_lookup(base(), native), 0x610000);
+  const wcpt_handle fixed[] = {live, gone, reused, native, WCPT_NULL_HANDLE, WCPT_INVALID_HANDLE,
+                               live ^ 0x01000000u, reused + (1u << 24), 0x00FFFFFEu};
+  int differ = 0;
+  for (unsigned i = 0; i < sizeof fixed / sizeof fixed[0]; i++) differ += wcpt_lookup(base(), fixed[i]) != wcpt_get(fixed[i]);
+  unsigned long long seed = 0x9E3779B97F4A7C15ull;
+  for (int i = 0; i < check_scale(200000); i++) {
+    wcpt_handle h = (wcpt_handle)check_rand(&seed);
+    if (i % 4 == 0) h = (h & 0xFF000000u) | (live & WCPT_INDEX_MASK); /* live's entry, any generation */
+    differ += wcpt_lookup(base(), h) != wcpt_get(h);
+  }
+  CHECK_EQ(differ, 0);
+  CHECK_EQ(wcpt_free(live), WCPT_OK);
+  CHECK_EQ(wcpt_free(reused), WCPT_OK);
+}
+
 int main(void) {
   RUN(test_check_word);
   RUN(test_live_handle_and_signature);
@@ -89,5 +116,6 @@ int main(void) {
   RUN(test_free_entries_answer_no_issued_handle);
   RUN(test_wide_signatures);
   RUN(test_never_faults);
+  RUN(test_inline_lookup_agrees_with_wcpt_get);
   return check_finish("test_call");
 }

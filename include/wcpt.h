@@ -657,4 +657,25 @@ static inline uintptr_t wcpt_call_target(const void *table_base, wcpt_handle han
   return check == wcpt_check_word(handle, signature) ? (uintptr_t)entrypoint : 0;
 }
 
+/**
+ * What `wcpt_get(handle)` answers, computed inline for C callers that keep
+ * the table base at hand (`wcpt_table_base()`, valid until
+ * `wcpt_teardown`): the entrypoint of a live handle (natives included), or
+ * 0 for a free, stale, null, invalid or never-allocated one. The loads of
+ * `wcpt_call_target` (the entrypoint with acquire, then the check word),
+ * comparing the generation only; no call into the library. Never faults,
+ * whatever the handle. With pkeys, the thread needs read access, as
+ * generated code does (`wcpt_thread_attach`).
+ */
+static inline uintptr_t wcpt_lookup(const void *table_base, wcpt_handle handle) {
+  const uint64_t *entry = (const uint64_t *)((const unsigned char *)table_base +
+                                             (uintptr_t)(handle & WCPT_INDEX_MASK) * WCPT_ENTRY_SIZE);
+  uint64_t entrypoint = __atomic_load_n(&entry[0], __ATOMIC_ACQUIRE);
+  uint64_t check = __atomic_load_n(&entry[1], __ATOMIC_RELAXED);
+  /* A free entry's entrypoint word is a link, never a user address. */
+  return (check >> WCPT_SIGNATURE_BITS) == (uint64_t)(handle >> WCPT_INDEX_BITS) && (entrypoint >> 47) == 0
+             ? (uintptr_t)entrypoint
+             : 0;
+}
+
 #endif /* WCPT_CALL_H */

@@ -268,6 +268,21 @@ extern "C" __attribute__((noinline)) void count_gets(const Impl* m) {
   sink = acc;
 }
 
+// Lookups inline in the caller, as an engine's C or C++ code would make
+// them: wcpt's header wcpt_lookup over the table base, V8's inline
+// GetEntrypointWithoutSignatureCheck (no call on either side).
+extern "C" __attribute__((noinline)) void count_gets_inline(const Impl* m) {
+  uintptr_t acc = 0;
+  if (m == &impls[0]) {
+    const void* base = wcpt_table_base();
+    for (long i = 0; i < COUNT_GETS; i++) acc += wcpt_lookup(base, live[i & (COUNT_LIVE - 1)]);
+  } else {
+    for (long i = 0; i < COUNT_GETS; i++)
+      acc += v8t->GetEntrypointWithoutSignatureCheck(WasmCodePointer{live[i & (COUNT_LIVE - 1)]});
+  }
+  sink = acc;
+}
+
 extern "C" __attribute__((noinline)) void count_module(const Impl* m) { (void)module(*m, COUNT_FUNCS, COUNT_ROUNDS); }
 
 static int count_main(const char* scenario, const char* impl) {
@@ -275,7 +290,7 @@ static int count_main(const char* scenario, const char* impl) {
   if (std::strcmp(scenario, "pair") == 0) {
     (void)pairs(*m, 1000);
     count_pairs(m);
-  } else if (std::strcmp(scenario, "get") == 0) {
+  } else if (std::strcmp(scenario, "get") == 0 || std::strcmp(scenario, "get_inline") == 0) {
     for (int i = 0; i < COUNT_LIVE; i++) live.push_back(m->alloc(0x100000 + i * 16, 7));
     uintptr_t acc = 0;
     for (int i = 0; i < COUNT_LIVE; i++) acc += m->get(live[i]) == uintptr_t(0x100000 + i * 16);
@@ -283,7 +298,10 @@ static int count_main(const char* scenario, const char* impl) {
       std::fprintf(stderr, "%s get: wrong entrypoint\n", m->name);
       return 1;
     }
-    count_gets(m);
+    if (scenario[3] == '_')
+      count_gets_inline(m);
+    else
+      count_gets(m);
   } else if (std::strcmp(scenario, "module") == 0) {
     (void)module(*m, COUNT_FUNCS, 1);
     count_module(m);
@@ -293,7 +311,7 @@ static int count_main(const char* scenario, const char* impl) {
   }
   // The ops the counted function ran, for count.sh.
   long ops = std::strcmp(scenario, "pair") == 0  ? COUNT_PAIRS
-             : std::strcmp(scenario, "get") == 0 ? COUNT_GETS
+             : std::strncmp(scenario, "get", 3) == 0 ? COUNT_GETS
                                                  : long(COUNT_FUNCS) * COUNT_ROUNDS;
   std::printf("ops %ld\n", ops);
   return 0;
