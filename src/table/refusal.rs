@@ -16,7 +16,8 @@
 //!     asks the OS;
 //!   - one caller per tick of the coarse clock asks as well, whatever its
 //!     count, so a thread deep in its backoff sees memory return within a
-//!     tick (4 ms at HZ=250).
+//!     tick (4 ms at HZ=250) and its next 16 calls (a thread reads the
+//!     clock on every 16th call only, to keep a refusal a few loads).
 //!
 //! The per-thread counts are hints in ordinary memory, keyed by a hash of
 //! the thread pointer: two threads in one bucket (rare) only make each
@@ -28,6 +29,10 @@ use crate::sync::{AtomicU64, AtomicU8, Ordering::*};
 
 /// Calls after a refusal on which a thread always asks the OS again.
 pub(crate) const FREE_TRIES: u64 = 16;
+
+/// A thread past its free tries looks at the clock on every this-many-th
+/// call only.
+const TICK_EVERY: u64 = 16;
 
 /// Buckets of per-thread counts.
 const BUCKETS: usize = 64;
@@ -110,20 +115,25 @@ impl Refusal {
         match self.code.load(Relaxed) {
             0 => None,
             c if c == Error::Capacity as u8 => Some(Error::Capacity),
-            _ if self.thread_may_retry(thread_hash as u64) || self.tick_may_retry() => None,
-            _ => Some(Error::OutOfMemory),
+            _ => match self.thread_count(thread_hash as u64) {
+                n if n < FREE_TRIES || n.is_power_of_two() => None,
+                // The clock is read on every TICK_EVERY-th call only: a
+                // fast refusal stays a few loads and stores.
+                n if n % TICK_EVERY == 0 && self.tick_may_retry() => None,
+                _ => Some(Error::OutOfMemory),
+            },
         }
     }
 
-    /// Counts this call for the calling thread; true on its first
-    /// [`FREE_TRIES`] calls since the refusal and on every power of two.
-    fn thread_may_retry(&self, hash: u64) -> bool {
+    /// Counts this call for the calling thread; returns how many calls it
+    /// made since the refusal before this one.
+    fn thread_count(&self, hash: u64) -> u64 {
         let bucket = &self.counts[(hash >> (u64::BITS - BUCKETS.trailing_zeros())) as usize];
         let tag = hash >> COUNT_BITS;
         let word = bucket.load(Relaxed);
         let n = if word >> COUNT_BITS == tag { word & COUNT_MASK } else { 0 };
         bucket.store(tag << COUNT_BITS | (n + 1).min(COUNT_MASK), Relaxed);
-        n < FREE_TRIES || n.is_power_of_two()
+        n
     }
 
     /// True for one caller per tick of the coarse clock.
@@ -180,8 +190,10 @@ mod tests {
         for _ in 0..1000 {
             let _ = r.still_refused(me);
         }
-        // The tick has passed (retry_at in the past): the next call asks.
+        // The tick has passed (retry_at in the past): one of the next 16
+        // calls asks, and only one per tick.
         r.retry_at.store(0, Relaxed);
-        assert_eq!(r.still_refused(me), None);
+        let asked = (0..TICK_EVERY).filter(|_| r.still_refused(me).is_none()).count();
+        assert_eq!(asked, 1);
     }
 }
