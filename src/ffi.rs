@@ -258,6 +258,11 @@ static GLOBAL: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
 /// two words and a compare. (With pkeys, a lookup must first make sure the
 /// thread may read the table.) Set after GLOBAL, cleared before it.
 static LOOKUP_BASE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+/// The table while it exists and its fast paths may run (thread stacks on,
+/// no pkeys: [`Table::fast_paths`]), else null: `wcpt_alloc` and
+/// `wcpt_free` test this one word before their straight-line code. Set
+/// after GLOBAL, cleared before it.
+static FAST: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
 static LIFECYCLE: Mutex<()> = Mutex::new(());
 /// Whether the fork handlers are registered (under LIFECYCLE).
 static ATFORK: AtomicBool = AtomicBool::new(false);
@@ -289,6 +294,15 @@ fn table() -> Result<&'static Table, Error> {
 fn existing_table() -> Option<&'static Table> {
     let p = GLOBAL.load(Acquire);
     // SAFETY: as in `table`.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// The process-wide table if it exists and its fast paths may run.
+#[inline(always)]
+fn fast_table() -> Option<&'static Table> {
+    let p = FAST.load(Acquire);
+    // SAFETY: a non-null FAST points to the table GLOBAL points to, alive
+    // until wcpt_teardown (which clears FAST first).
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
@@ -342,6 +356,11 @@ fn init_slow(config: Option<&Config>) -> Result<&'static Table, Error> {
         // SAFETY: just created; its base never moves while it lives.
         // Release: as for GLOBAL.
         LOOKUP_BASE.store(unsafe { &*t }.base().cast_mut(), Release);
+    }
+    // SAFETY: just created and published.
+    if unsafe { &*t }.fast_paths() {
+        // Release: as for GLOBAL.
+        FAST.store(t, Release);
     }
     // SAFETY: just created and published; freed only by wcpt_teardown.
     Ok(unsafe { &*t })
@@ -574,6 +593,7 @@ pub unsafe extern "C" fn wcpt_teardown() {
     boundary((), || {
         let _g = LIFECYCLE.lock();
         LOOKUP_BASE.store(std::ptr::null_mut(), Relaxed);
+        FAST.store(std::ptr::null_mut(), Relaxed);
         let p = GLOBAL.swap(std::ptr::null_mut(), AcqRel);
         if !p.is_null() {
             // SAFETY: `p` came from Box::into_raw in init_slow and is no
@@ -597,16 +617,19 @@ pub unsafe extern "C" fn wcpt_teardown() {
 pub extern "C" fn wcpt_alloc(entrypoint: usize, signature: u64) -> wcpt_handle {
     // The common case first, straight-line; anything else (no table yet,
     // a code region, pkeys, an empty stack, bad input) takes the full path.
-    if let Some(t) = existing_table() {
-        if let Some(h) = boundary(None, || t.alloc_fast(entrypoint as u64, signature)) {
+    if let Some(t) = fast_table() {
+        // SAFETY: FAST holds only a table whose fast paths may run.
+        if let Some(h) = boundary(None, || unsafe { t.alloc_fast(entrypoint as u64, signature) }) {
             return h;
         }
     }
     alloc_general(entrypoint, signature)
 }
 
+/// `wcpt_alloc` beyond its fast path. `extern "C"` (it cannot unwind: its
+/// boundary catches any panic), so that the fast path can end in a tail call.
 #[inline(never)]
-fn alloc_general(entrypoint: usize, signature: u64) -> wcpt_handle {
+extern "C" fn alloc_general(entrypoint: usize, signature: u64) -> wcpt_handle {
     boundary(WCPT_INVALID_HANDLE, || {
         match table().and_then(|t| t.alloc(entrypoint as u64, signature)) {
             Ok(h) => h.raw(),
@@ -627,16 +650,18 @@ fn alloc_general(entrypoint: usize, signature: u64) -> wcpt_handle {
 #[no_mangle]
 pub extern "C" fn wcpt_free(handle: wcpt_handle) -> wcpt_status {
     // The common case first (see `wcpt_alloc`).
-    if let Some(t) = existing_table() {
-        if boundary(None, || t.free_fast(handle)).is_some() {
+    if let Some(t) = fast_table() {
+        // SAFETY: as in `wcpt_alloc`.
+        if boundary(None, || unsafe { t.free_fast(handle) }).is_some() {
             return wcpt_status::WCPT_OK;
         }
     }
     free_general(handle)
 }
 
+/// `wcpt_free` beyond its fast path (`extern "C"`: as `alloc_general`).
 #[inline(never)]
-fn free_general(handle: wcpt_handle) -> wcpt_status {
+extern "C" fn free_general(handle: wcpt_handle) -> wcpt_status {
     boundary(wcpt_status::WCPT_ERR_INTERNAL, || status(table().and_then(|t| t.free(Handle::from_raw(handle)))))
 }
 

@@ -475,17 +475,13 @@ impl Window {
 }
 
 impl Window {
-    /// A window where none needs opening: `Some` exactly when the table is
-    /// not protected by pkeys (unprotected, or the alias mode, whose writes
-    /// go through the alias and need no change of rights). For the fast
-    /// paths, which leave the pkeys case to the general ones.
+    /// A window where the caller knows none needs opening: a table created
+    /// without pkeys (protection does not change while any table lives:
+    /// see `register`). Were it wrong, a write would fault, not go through.
     #[inline(always)]
-    pub(crate) fn if_unprotected() -> Option<Window> {
-        if key().is_some() {
-            None
-        } else {
-            Some(Window { close: None, _not_send: std::marker::PhantomData })
-        }
+    pub(crate) fn unprotected() -> Window {
+        debug_assert!(key().is_none());
+        Window { close: None, _not_send: std::marker::PhantomData }
     }
 }
 

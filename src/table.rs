@@ -8,6 +8,7 @@
 //! `Table` value, lookups, `set`, native handles, code regions):
 //! - `table/alloc.rs`: allocation and freeing, shards, segment growth;
 //! - `table/cache.rs`: the per-thread stacks of free entries;
+//! - `table/fast.rs`: the C ABI's straight-line alloc and free;
 //! - `table/batch.rs`: `alloc_many` and `free_many`;
 //! - `table/refusal.rs`: the remembered refusal to allocate;
 //! - `table/sweep.rs`: releasing empty segments, and the counters;
@@ -28,6 +29,7 @@ use crate::sync::{
 mod alloc;
 mod batch;
 mod cache;
+mod fast;
 mod fork;
 mod refusal;
 mod sweep;
@@ -106,6 +108,9 @@ pub struct Table {
     regions: CodeRegions,
     /// Per-thread stacks of free entries (`table/cache.rs`).
     caches: Caches,
+    /// Whether the C ABI's fast paths may run (`table/fast.rs`): stacks on,
+    /// and no pkeys (fixed for the table's life, as its protection is).
+    fast: bool,
     /// Added to every generation in this table's handles, different for each
     /// table created in the process, so that handles of a torn-down table do
     /// not name the entries of its successor.
@@ -148,6 +153,8 @@ impl Table {
         // The protection first: the memory below is mapped and tagged for it.
         let registration = protect::register(&config)?;
         const _: () = assert!(NEVER_COMMITTED == 0, "a zeroed state array is all NEVER_COMMITTED");
+        let caches = Caches::new(config.thread_cache)?;
+        let fast = caches.on() && protect::key().is_none();
         Ok(Table {
             mem: Memory::reserve()?,
             // Indices 1..=max_entries can be allocated.
@@ -165,7 +172,8 @@ impl Table {
             committed: AtomicUsize::new(0),
             natives: NativeMap::new()?,
             regions: CodeRegions::new()?,
-            caches: Caches::new(config.thread_cache)?,
+            caches,
+            fast,
             // An odd step visits all 256 salts before repeating one. Under
             // loom, 0 in every execution (a model must be deterministic), so
             // the models meet the skipped generation (see `publish`).

@@ -37,7 +37,7 @@ static WasmCodePointerTable* v8t;
 struct Impl {
   const char* name;
   uint32_t (*alloc)(uintptr_t, uint64_t);
-  void (*free)(uint32_t);
+  wcpt_status (*free)(uint32_t);
   uintptr_t (*get)(uint32_t);
   // A whole module: n entries allocated, then all freed.
   void (*module)(const uintptr_t*, const uint64_t*, size_t, uint32_t*);
@@ -46,7 +46,10 @@ struct Impl {
 extern "C" __attribute__((noinline)) uint32_t v8_alloc(uintptr_t ep, uint64_t sig) {
   return v8t->AllocateAndInitializeEntry(ep, sig).value();
 }
-extern "C" __attribute__((noinline)) void v8_free(uint32_t h) { v8t->FreeEntry(WasmCodePointer{h}); }
+extern "C" __attribute__((noinline)) wcpt_status v8_free(uint32_t h) {
+  v8t->FreeEntry(WasmCodePointer{h});
+  return WCPT_OK;
+}
 extern "C" __attribute__((noinline)) uintptr_t v8_get(uint32_t h) {
   return v8t->GetEntrypointWithoutSignatureCheck(WasmCodePointer{h});
 }
@@ -54,14 +57,13 @@ extern "C" __attribute__((noinline)) uintptr_t v8_get(uint32_t h) {
 // AllocateAndInitializeEntry per function, and FreeEntry per function.
 static void v8_module(const uintptr_t* eps, const uint64_t* sigs, size_t n, uint32_t* out) {
   uint32_t (*volatile a)(uintptr_t, uint64_t) = v8_alloc;
-  void (*volatile f)(uint32_t) = v8_free;
+  wcpt_status (*volatile f)(uint32_t) = v8_free;
   for (size_t i = 0; i < n; i++) out[i] = a(eps[i], sigs[i]);
   for (size_t i = 0; i < n; i++) f(out[i]);
 }
 
-static uint32_t w_alloc(uintptr_t ep, uint64_t sig) { return wcpt_alloc(ep, sig); }
-static void w_free(uint32_t h) { (void)wcpt_free(h); }
-static uintptr_t w_get(uint32_t h) { return wcpt_get(h); }
+// wcpt's C functions are the function pointers themselves (V8's are the
+// non-inlined wrappers above, its methods being C++ members).
 static void w_module(const uintptr_t* eps, const uint64_t* sigs, size_t n, uint32_t* out) {
   if (wcpt_alloc_many(eps, sigs, n, out) != WCPT_OK || wcpt_free_many(out, n) != WCPT_OK) {
     std::fprintf(stderr, "wcpt batch call failed\n");
@@ -159,7 +161,7 @@ static SweepRss sweep_rss(bool wcpt) {
     double full = rss_mb() - base;
     for (int i = 0; i < N; i++) {
       uint32_t index = wcpt ? hs[i] & WCPT_INDEX_MASK : hs[i];
-      if (sweep_frees(index)) wcpt ? (void)wcpt_free(hs[i]) : v8_free(hs[i]);
+      if (sweep_frees(index)) (void)(wcpt ? wcpt_free(hs[i]) : v8_free(hs[i]));
     }
     double t0 = now_ns();
     if (wcpt)
@@ -326,7 +328,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "wcpt_init failed\n");
     return 1;
   }
-  impls[0] = {"wcpt", w_alloc, w_free, w_get, w_module};
+  impls[0] = {"wcpt", wcpt_alloc, wcpt_free, wcpt_get, w_module};
   impls[1] = {"V8", v8_alloc, v8_free, v8_get, v8_module};
   if (argc == 4 && std::strcmp(argv[1], "--count") == 0) return count_main(argv[2], argv[3]);
 

@@ -11,8 +11,8 @@
 //!
 //! In front of the shards sits the calling thread's stack of free entries
 //! (`cache.rs`), and in front of everything the fast paths for the C ABI
-//! (`alloc_fast`, `free_fast`): straight-line code for the common case that
-//! hands anything else to the general paths.
+//! (`fast.rs`): straight-line code for the common case that hands anything
+//! else to the general paths here.
 
 use super::*;
 
@@ -61,45 +61,6 @@ impl Table {
             }
         }
         self.alloc_shared(entrypoint, signature, w)
-    }
-
-    /// `alloc`'s common case, for the C ABI: the arguments plainly good, no
-    /// code region registered, no pkeys window needed, and an entry on the
-    /// calling thread's stack. `None` for anything else, having changed
-    /// nothing: then the caller calls [`Table::alloc`].
-    #[inline(always)]
-    #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))]
-    pub(crate) fn alloc_fast(&self, entrypoint: u64, signature: u64) -> Option<u32> {
-        if !is_user_address(entrypoint) || signature > SIGNATURE_MASK || self.regions.any() || self.refusal.any() {
-            return None;
-        }
-        let w = Window::if_unprotected()?;
-        let index = self.cached_take_fast(&w)?;
-        Some(self.publish(index, entrypoint, signature, Meta::LIVE, &w))
-    }
-
-    /// `free`'s common case, for the C ABI: no pkeys, and the handle's
-    /// entry plainly live with its generation. `None` if the handle was not
-    /// freed here, having changed nothing: then the caller calls
-    /// [`Table::free`] (which also says why a handle is refused).
-    #[inline(always)]
-    #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))]
-    pub(crate) fn free_fast(&self, handle: u32) -> Option<()> {
-        let w = Window::if_unprotected()?;
-        let (index, g) = self.split(handle);
-        if index == 0 || index >= LAST_INDEX {
-            return None;
-        }
-        let meta = self.meta(index);
-        let m = Meta(meta.load(Acquire));
-        if m.0 & !Meta::WRAPPED != (u16::from(g) << 8) | Meta::LIVE {
-            return None;
-        }
-        // AcqRel: as in `free`.
-        meta.compare_exchange(m.0, m.freed().0, AcqRel, Acquire).ok()?;
-        self.retire(index, m.freed().generation(), &w);
-        self.give_freed(index, &w);
-        Some(())
     }
 
     /// `alloc` from the shared freelists: the thread has no stack (stacks

@@ -112,6 +112,11 @@ impl Caches {
         unsafe { self.slots.get_unchecked(s % SLOTS) }
     }
 
+    /// Whether the stacks are in use.
+    pub(crate) fn on(&self) -> bool {
+        self.on
+    }
+
     /// Entries on all stacks (racy while threads work).
     pub(crate) fn cached(&self) -> usize {
         if !self.on {
@@ -136,6 +141,44 @@ impl Caches {
             c.busy.store(0, Relaxed);
             c.request.store(0, Relaxed);
         }
+    }
+}
+
+/// The fast paths' view of a stack they entered ([`Table::enter_own`]).
+#[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))]
+impl Cache {
+    /// Entries on the stack (not clamped: check against [`CAP`]).
+    #[inline(always)]
+    pub(super) fn len(&self) -> u32 {
+        self.len.load(Relaxed)
+    }
+
+    /// The entry at the top of a stack of `n` entries (1..=CAP), left there,
+    /// if its index is in range (only a corrupted stack holds one that is
+    /// not; the general path drops it).
+    #[inline(always)]
+    pub(super) fn peek(&self, n: u32) -> Option<u32> {
+        let i = self.items[n as usize - 1].load(Relaxed);
+        (i.wrapping_sub(1) < LAST_INDEX - 1).then_some(i)
+    }
+
+    /// Pops the top of a stack of `n` entries (after `peek`).
+    #[inline(always)]
+    pub(super) fn drop_top(&self, n: u32) {
+        self.len.store(n - 1, Relaxed);
+    }
+
+    /// Pushes `index` on a stack of `n` < CAP entries.
+    #[inline(always)]
+    pub(super) fn push(&self, n: u32, index: u32) {
+        self.items[n as usize].store(index, Relaxed);
+        self.len.store(n + 1, Relaxed);
+    }
+
+    /// Leaves the stack.
+    #[inline(always)]
+    pub(super) fn leave(&self) {
+        leave(self);
     }
 }
 
@@ -186,21 +229,16 @@ impl Table {
         Some(c)
     }
 
-    /// A free entry from the calling thread's stack if it holds one: no
-    /// refill, no slot claim (`None` then; the caller takes the general
-    /// path).
+    /// For the fast paths: the calling thread's own stack, entered, if the
+    /// thread's slot is its first candidate (no claim, no call) and no
+    /// taker is at work; leave it with [`Cache::leave`]. Only with stacks
+    /// on.
     #[inline(always)]
     #[cfg_attr(any(loom, not(feature = "capi")), allow(dead_code))]
-    pub(super) fn cached_take_fast(&self, w: &Window) -> Option<u32> {
-        if !self.caches.on {
-            return None;
-        }
+    pub(super) fn enter_own(&self, w: &Window) -> Option<&Cache> {
+        debug_assert!(self.caches.on);
         let c = self.caches.slot(thread_slot::current_if_claimed()?);
-        let c = self.enter(c, w)?;
-        let n = c.len.load(Relaxed);
-        let got = if n.wrapping_sub(1) < CAP as u32 { pop(c, n) } else { None };
-        leave(c);
-        got
+        self.enter(c, w)
     }
 
     /// A free entry from the calling thread's stack (refilled from its shard
