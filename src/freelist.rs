@@ -91,6 +91,26 @@ fn unlink(word: u64) -> Option<u32> {
     (word & FREE_TAG_MASK == FREE_TAG).then_some((word & FIELD_MASK) as u32)
 }
 
+/// Entries of one segment taken with one CAS ([`Freelists::pop_run`]):
+/// `first` links to the next through its entrypoint word, and so on,
+/// `count` entries down to `last`, whose word is the taker's to reuse.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Run {
+    pub(crate) first: u32,
+    pub(crate) last: u32,
+    pub(crate) count: u32,
+}
+
+impl Run {
+    /// The entry after `index` (a taken entry of this run but the last).
+    #[inline(always)]
+    pub(crate) fn next(&self, mem: &Memory, index: u32) -> u32 {
+        // Relaxed: the caller's own entry (the pop's Acquire read it first).
+        let word = mem.entry(index).entrypoint.load(Relaxed);
+        (index & !(ENTRIES_PER_SEGMENT - 1)) + (word & FIELD_MASK) as u32 - 1
+    }
+}
+
 /// The heads of all segments.
 pub(crate) struct Freelists {
     heads: MappedArray<CachePadded<AtomicU64>>,
@@ -205,22 +225,39 @@ impl Freelists {
 
     /// Takes up to `want` (> 0) free entries of `segment` with one CAS and
     /// calls `f` with each index taken; returns how many (0 if the segment
-    /// has none or is not committed). For batch calls: the walk reads the
-    /// links of entries still on the list, and the CAS succeeds only if the
-    /// head (and so the list) did not change meanwhile.
-    pub(crate) fn pop_many(&self, mem: &Memory, segment: u32, want: usize, _w: &Window, mut f: impl FnMut(u32)) -> usize {
+    /// has none or is not committed).
+    pub(crate) fn pop_many(&self, mem: &Memory, segment: u32, want: usize, w: &Window, mut f: impl FnMut(u32)) -> usize {
+        let Some(run) = self.pop_run(mem, segment, want, w) else { return 0 };
+        let mut index = run.first;
+        for _ in 1..run.count {
+            f(index);
+            index = run.next(mem, index);
+        }
+        f(index);
+        run.count as usize
+    }
+
+    /// Takes up to `want` (> 0) free entries of `segment` with one CAS, as
+    /// a [`Run`] still linked through their entrypoint words; `None` if the
+    /// segment has none or is not committed. For batch calls: the walk
+    /// reads the links of entries still on the list, and the CAS succeeds
+    /// only if the head (and so the list) did not change meanwhile; after
+    /// it the links are the caller's (nobody writes a taken entry's word
+    /// but its taker).
+    pub(crate) fn pop_run(&self, mem: &Memory, segment: u32, want: usize, _w: &Window) -> Option<Run> {
         let head = &self.heads[segment as usize];
         let base = segment << SEGMENT_SHIFT;
         // Acquire: as in `pop`.
         let mut cur = Head(head.load(Acquire));
         loop {
             if cur.closed() || cur.top() == 0 {
-                return 0;
+                return None;
             }
             let limit = want.min(cur.free() as usize);
-            let (mut top, mut k) = (cur.top(), 0usize);
+            let (mut top, mut bottom, mut k) = (cur.top(), 0, 0usize);
             let mut broken = false;
             while k < limit && top != 0 {
+                bottom = top;
                 match unlink(mem.entry(base + top - 1).entrypoint.load(Acquire)) {
                     Some(next) => top = next,
                     None => {
@@ -237,20 +274,13 @@ impl Freelists {
                 if broken {
                     continue;
                 }
-                return 0;
+                return None;
             }
             let new = cur.next(top, cur.free() - k as u32, false);
             // AcqRel: as in `pop`.
             match head.compare_exchange_weak(cur.0, new.0, AcqRel, Acquire) {
                 Ok(_) => {
-                    // Ours now: nobody writes these links any more.
-                    let mut t = cur.top();
-                    for _ in 0..k {
-                        let index = base + t - 1;
-                        t = unlink(mem.entry(index).entrypoint.load(Relaxed)).unwrap_or(0);
-                        f(index);
-                    }
-                    return k;
+                    return Some(Run { first: base + cur.top() - 1, last: base + bottom - 1, count: k as u32 });
                 }
                 Err(seen) => cur = Head(seen),
             }

@@ -15,7 +15,7 @@
 //! - `table/fork.rs`: the locks held across `fork` and the child's repair.
 
 use crate::config::Config;
-use crate::freelist::Freelists;
+use crate::freelist::{Freelists, Run};
 use crate::handle::*;
 use crate::memory::{Entry, Memory, MappedArray};
 use crate::native::{Key, NativeMap};

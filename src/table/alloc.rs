@@ -159,16 +159,15 @@ impl Table {
     }
 
     /// Takes up to `want` (> 0) free entries, at least one, for the calling
-    /// thread's shard, with one CAS per segment run, calling `f` with each;
-    /// returns how many, or why none.
-    pub(super) fn take_many(&self, want: usize, w: &Window, mut f: impl FnMut(u32)) -> Result<usize, Error> {
+    /// thread's shard with one CAS, as a run still linked through their
+    /// entrypoint words (see [`Freelists::pop_run`]); or why none.
+    pub(super) fn take_run(&self, want: usize, w: &Window) -> Result<Run, Error> {
         let shard = shard_index();
         let mut current = self.shards[shard].load(Relaxed);
         loop {
             if current != 0 {
-                let k = self.lists.pop_many(&self.mem, current - 1, want, w, &mut f);
-                if k > 0 {
-                    return Ok(k);
+                if let Some(run) = self.lists.pop_run(&self.mem, current - 1, want, w) {
+                    return Ok(run);
                 }
             }
             current = self.refill(shard, current, w)?;

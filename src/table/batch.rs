@@ -1,12 +1,13 @@
 //! Batch calls for whole modules: `alloc_many` and `free_many`, all or
 //! nothing, in one write window each.
 //!
-//! - `alloc_many` checks every argument, then takes the entries one by one,
-//!   chaining the taken ones through their entrypoint words (an entry it
-//!   popped is its own until published, and still answers to no handle: its
-//!   check word is a free one). If a take fails, the chain is walked and
-//!   every entry pushed back; otherwise it is walked once more to publish.
-//!   No heap, no second array.
+//! - `alloc_many` checks every argument, then takes the entries in runs, one
+//!   CAS per run of a segment's list. A run stays linked through the
+//!   entries' own freelist links, and its last entry's word records the run
+//!   taken before it, so all runs form one chain (an entry taken is its own
+//!   until published, and still answers to no handle: its check word is a
+//!   free one). If a take fails, the chain is walked and every entry pushed
+//!   back; otherwise it is walked once to publish. No heap, no second array.
 //! - `free_many` checks and claims each entry in one pass (a metadata CAS
 //!   that sets `CLAIMED`). A handle refused on its own (invalid, not live)
 //!   lets every claim of the batch go and fails with its status; one found
@@ -21,15 +22,47 @@
 
 use super::*;
 
-/// A taken entry's entrypoint word while a batch owns it: the index of the
-/// entry taken before it, plus one (0 ends the chain), tagged like a free
-/// link, so that a popper that read the word by mistake fails its CAS.
-fn chain(previous: Option<u32>) -> u64 {
-    FREE_TAG | previous.map_or(0, |i| u64::from(i) + 1)
+/// The entrypoint word of a run's last entry while a batch holds it: the
+/// run taken before it (its first index + 1, 0 for none, and its count),
+/// tagged like a free link (a stray popper's CAS fails on the moved tag
+/// anyway). The other entries keep their links ([`Run::next`]).
+fn chain(previous: Option<Run>) -> u64 {
+    FREE_TAG | previous.map_or(0, |r| (u64::from(r.count) << RUN_FIRST_BITS) | u64::from(r.first + 1))
 }
 
-fn unchain(word: u64) -> Option<u32> {
-    ((word & !FREE_TAG_MASK) as u32).checked_sub(1)
+/// The run that `chain` recorded: (first index, count).
+fn unchain(word: u64) -> Option<(u32, u32)> {
+    let first = (word & ((1 << RUN_FIRST_BITS) - 1)) as u32;
+    let count = ((word >> RUN_FIRST_BITS) & 0xFFFF) as u32;
+    first.checked_sub(1).map(|f| (f, count))
+}
+
+/// Bits of a chained run's first index + 1 (an index < 2^24, plus one).
+const RUN_FIRST_BITS: u32 = INDEX_BITS + 1;
+const _: () = assert!(RUN_FIRST_BITS + 16 <= 48 && ENTRIES_PER_SEGMENT <= 0xFFFF);
+
+/// Walks the runs chained from `latest` (the last taken), entries of each
+/// in taking order, calling `f` with each index; every word is read before
+/// `f`, which may overwrite it.
+#[inline(always)]
+fn walk_runs(t: &Table, latest: Run, mut f: impl FnMut(u32)) {
+    let (mut first, mut count) = (latest.first, latest.count);
+    loop {
+        let run = Run { first, last: 0, count };
+        let mut index = first;
+        for _ in 1..count {
+            let next = run.next(&t.mem, index);
+            f(index);
+            index = next;
+        }
+        // Relaxed: as in `Run::next`.
+        let previous = unchain(t.entry(index).entrypoint.load(Relaxed));
+        f(index);
+        match previous {
+            Some((f, c)) => (first, count) = (f, c),
+            None => return,
+        }
+    }
 }
 
 impl Table {
@@ -95,13 +128,13 @@ impl Table {
         };
         // The one window of the batch (two only after a wait, above).
         let (_batch, w, last) = last;
-        // The chain runs from the last taken to the first: publish backwards.
-        let mut cur = Some(last);
-        for i in (0..n).rev() {
-            let index = cur.expect("the chain holds one entry per handle");
-            cur = unchain(self.entry(index).entrypoint.load(Relaxed));
+        // The runs from the last taken to the first: publish backwards.
+        let mut i = n;
+        walk_runs(self, last, |index| {
+            i -= 1;
             out[i] = Handle::from_raw(self.publish(index, entrypoints[i], signatures[i], Meta::LIVE, &w));
-        }
+        });
+        debug_assert_eq!(i, 0);
         self.batch_ends.fetch_add(1, SeqCst);
         Ok(())
     }
@@ -119,26 +152,23 @@ impl Table {
         })
     }
 
-    /// Takes `n` (> 0) entries, chained through their entrypoint words, and
-    /// returns the last one taken; or takes none (every one taken is pushed
-    /// back) and returns why.
-    fn take_chain(&self, n: usize, w: &Window) -> Result<u32, Error> {
-        let mut last: Option<u32> = None;
+    /// Takes `n` (> 0) entries, as runs chained through their last entries'
+    /// words ([`chain`]), and returns the last run taken; or takes none
+    /// (every one taken is pushed back) and returns why.
+    fn take_chain(&self, n: usize, w: &Window) -> Result<Run, Error> {
+        let mut last: Option<Run> = None;
         let mut taken = 0;
         while taken < n {
-            let got = self.take_many(n - taken, w, |index| {
-                // Relaxed: only this thread reads the word back (a stray
-                // popper's CAS fails on the moved tag).
-                self.entry(index).entrypoint.store(chain(last), Relaxed);
-                last = Some(index);
-            });
-            match got {
-                Ok(k) => taken += k,
+            match self.take_run(n - taken, w) {
+                Ok(run) => {
+                    // Relaxed: only this thread reads the word back.
+                    self.entry(run.last).entrypoint.store(chain(last), Relaxed);
+                    taken += run.count as usize;
+                    last = Some(run);
+                }
                 Err(e) => {
-                    let mut cur = last;
-                    while let Some(index) = cur {
-                        cur = unchain(self.entry(index).entrypoint.load(Relaxed));
-                        self.lists.push(&self.mem, index, w);
+                    if let Some(latest) = last {
+                        walk_runs(self, latest, |index| self.lists.push(&self.mem, index, w));
                     }
                     // As in `free`: entries came back, so a refusal noted
                     // by `take` no longer holds.
@@ -171,7 +201,28 @@ impl Table {
         let mut claimed = 0;
         let mut failure = None;
         'claims: for h in handles {
-            let (index, g) = self.split(h.raw());
+            // The common case first: the entry plainly live with the
+            // handle's generation, claimed with one CAS. (The raw split: a
+            // handle of salted generation 0 matches no live entry, which
+            // `publish` never makes, and goes the careful way below.)
+            let raw = h.raw();
+            let index = raw & INDEX_MASK;
+            let g = ((raw >> INDEX_BITS) as u8).wrapping_sub(self.salt);
+            if index.wrapping_sub(1) < LAST_INDEX - 1 {
+                let meta = self.meta(index);
+                let m = meta.load(Acquire);
+                if m & !Meta::WRAPPED == (u16::from(g) << 8) | Meta::LIVE {
+                    window.get_or_insert_with(Window::open);
+                    // Acquire: as below.
+                    if meta.compare_exchange(m, m | Meta::CLAIMED, Acquire, Acquire).is_ok() {
+                        claimed += 1;
+                        continue;
+                    }
+                }
+            }
+            // The careful way: why the handle is refused, or a claim that
+            // waits for a `set` of it, or a CAS that lost a race.
+            let (index, g) = self.split(raw);
             if index == 0 || index >= LAST_INDEX {
                 failure = Some(Error::InvalidHandle);
                 break;
@@ -220,23 +271,41 @@ impl Table {
         // into a chain that goes back with one CAS.
         let mut run: Option<(u32, u32, u32, u32)> = None; // segment, top, bottom, count
         for h in handles {
-            let (index, _) = self.split(h.raw());
+            let raw = h.raw();
+            let index = raw & INDEX_MASK;
+            let meta = self.meta(index);
             // Ours: `free`, `set` and other batches leave a claimed word alone.
-            let m = Meta(self.meta(index).load(Relaxed));
-            let freed = m.freed();
+            let m = meta.load(Relaxed);
+            // `Meta::freed`: the generation plus one (dropping the state and
+            // the claim), and the wrapped flag kept, or set if it wraps.
+            let mut freed = Meta((m & (0xFF00 | Meta::WRAPPED)).wrapping_add(1 << 8));
+            if freed.generation() == 0 {
+                freed = Meta(freed.0 | Meta::WRAPPED);
+                self.mark_wrapped(index);
+            }
+            debug_assert_eq!(freed, Meta(m).freed());
             // Release: a thread that waited on the claim sees the entry's
             // last contents before it sees it free.
-            self.meta(index).store(freed.0, Release);
-            self.retire(index, freed.generation(), &w);
+            meta.store(freed.0, Release);
+            // `retire`: first the check word of the next generation (from
+            // the handle, as in `free_fast`), then the entrypoint word: the
+            // link to the entry freed before it in this segment's run, or,
+            // for a run's first entry (linked by `push_chain`), the free tag,
+            // so that no forged handle finds the old entrypoint meanwhile.
+            let entry = self.entry(index);
+            let check = ((u64::from(raw) + (1 << INDEX_BITS)) << (SIGNATURE_BITS - INDEX_BITS)) | NATIVE_SIGNATURE;
+            debug_assert_eq!(check, self.free_check(index, freed.generation()));
+            entry.check.store(check, Release);
             let segment = index >> SEGMENT_SHIFT;
             let local = index & (ENTRIES_PER_SEGMENT - 1);
             run = match run {
                 Some((s, top, bottom, count)) if s == segment => {
                     // Release: as a push's link (after the check word).
-                    self.entry(index).entrypoint.store(Freelists::link_to(top), Release);
+                    entry.entrypoint.store(Freelists::link_to(top), Release);
                     Some((s, local, bottom, count + 1))
                 }
                 other => {
+                    entry.entrypoint.store(FREE_TAG, Release);
                     if let Some((s, top, bottom, count)) = other {
                         self.lists.push_chain(&self.mem, s, top, bottom, count, &w);
                     }

@@ -21,6 +21,7 @@ impl Table {
     /// Whether [`Table::alloc_fast`] and [`Table::free_fast`] may be
     /// called: the thread stacks are on and no pkeys protect the table.
     /// Fixed for the table's life.
+    #[cfg_attr(not(any(loom, feature = "capi")), allow(dead_code))]
     pub(crate) fn fast_paths(&self) -> bool {
         self.fast
     }

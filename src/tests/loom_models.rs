@@ -383,14 +383,18 @@ fn a_full_table_takes_entries_back_from_thread_stacks() {
 /// accounted for and reachable.
 #[test]
 fn an_owner_and_a_taker_never_share_an_entry() {
-    model(|| {
+    owner_and_taker_model(|t, e, s| t.alloc(e, s).unwrap(), Table::free);
+}
+
+fn owner_and_taker_model(alloc: fn(&Table, u64, u64) -> Handle, free: fn(&Table, Handle) -> Result<(), Error>) {
+    model(move || {
         let t = cached_table();
         let keep = t.alloc(0x100, 1).unwrap();
         let t2 = t.clone();
         let th = thread::spawn(move || {
-            let a = t2.alloc(0x1000, 2).unwrap();
-            t2.free(a).unwrap();
-            let b = t2.alloc(0x2000, 3).unwrap();
+            let a = alloc(&t2, 0x1000, 2);
+            free(&t2, a).unwrap();
+            let b = alloc(&t2, 0x2000, 3);
             assert_eq!(t2.get_checked(b, 3), 0x2000);
             assert_eq!(t2.get(a), 0);
             b
@@ -430,12 +434,67 @@ fn racing_frees_onto_stacks_have_one_winner() {
         let t2 = t.clone();
         let th = thread::spawn(move || t2.free(h));
         let mine = t.free(h);
-        let theirs = th.join().unwrap();
-        assert_eq!([mine, theirs].iter().filter(|r| r.is_ok()).count(), 1, "{mine:?} {theirs:?}");
-        let mut n = 0;
-        while t.alloc(0x200 + 16 * n, 0).is_ok() {
-            n += 1;
-        }
-        assert_eq!(n as usize, CAPACITY);
+        one_winner_and_every_entry_free(&t, mine, th.join().unwrap());
+    });
+}
+
+/// Of two frees of one handle, exactly one won, and every entry is free
+/// and reachable (the table fills to capacity exactly).
+fn one_winner_and_every_entry_free(t: &Table, mine: Result<(), Error>, theirs: Result<(), Error>) {
+    assert_eq!([mine, theirs].iter().filter(|r| r.is_ok()).count(), 1, "{mine:?} {theirs:?}");
+    let mut n = 0;
+    while t.alloc(0x200 + 16 * n, 0).is_ok() {
+        n += 1;
+    }
+    assert_eq!(n as usize, CAPACITY);
+}
+
+/// The C ABI's order: the fast path, then the general one when it declines.
+fn alloc_ffi_order(t: &Table, entrypoint: u64, signature: u64) -> Handle {
+    // SAFETY: `cached_table` makes tables whose fast paths may run.
+    assert!(t.fast_paths());
+    match unsafe { t.alloc_fast(entrypoint, signature) } {
+        Some(h) => Handle::from_raw(h),
+        None => t.alloc(entrypoint, signature).unwrap(),
+    }
+}
+
+/// As `alloc_ffi_order`, for free.
+fn free_ffi_order(t: &Table, h: Handle) -> Result<(), crate::Error> {
+    assert!(t.fast_paths());
+    // SAFETY: as in `alloc_ffi_order`.
+    match unsafe { t.free_fast(h.raw()) } {
+        Some(()) => Ok(()),
+        None => t.free(h),
+    }
+}
+
+/// The fast paths (`table/fast.rs`: the metadata CAS made inside the
+/// stack) against a taker: as `an_owner_and_a_taker_never_share_an_entry`,
+/// with the owner going through the C ABI's order.
+#[test]
+fn fast_paths_and_a_taker_never_share_an_entry() {
+    owner_and_taker_model(alloc_ffi_order, free_ffi_order);
+}
+
+/// Two threads free the same handle through the fast path (each has its
+/// slot: the main thread's `alloc` claimed it): exactly one wins, and the
+/// entry is on exactly one stack (the table fills exactly).
+#[test]
+fn racing_fast_frees_have_one_winner() {
+    model(|| {
+        let t = cached_table();
+        let h = t.alloc(0x100, 0).unwrap();
+        let t2 = t.clone();
+        let th = thread::spawn(move || {
+            // A slot first (the fast path never claims one), then the race.
+            let x = alloc_ffi_order(&t2, 0x300, 0);
+            // SAFETY: as in `alloc_ffi_order`. Nobody else touches this
+            // thread's stack or `x`: the fast path takes it.
+            assert_eq!(unsafe { t2.free_fast(x.raw()) }, Some(()));
+            free_ffi_order(&t2, h)
+        });
+        let mine = free_ffi_order(&t, h);
+        one_winner_and_every_entry_free(&t, mine, th.join().unwrap());
     });
 }
