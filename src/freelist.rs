@@ -223,18 +223,14 @@ impl Freelists {
         }
     }
 
-    /// Takes up to `want` (> 0) free entries of `segment` with one CAS and
-    /// calls `f` with each index taken; returns how many (0 if the segment
-    /// has none or is not committed).
-    pub(crate) fn pop_many(&self, mem: &Memory, segment: u32, want: usize, w: &Window, mut f: impl FnMut(u32)) -> usize {
-        let Some(run) = self.pop_run(mem, segment, want, w) else { return 0 };
-        let mut index = run.first;
-        for _ in 1..run.count {
-            f(index);
-            index = run.next(mem, index);
-        }
-        f(index);
-        run.count as usize
+    /// Takes up to `want` (> 0) free entries of `segment` with one CAS;
+    /// returns how many (0 if the segment has none or is not committed).
+    /// `put(k, index)` is called with the k-th entry walked as the walk
+    /// reads it, before the CAS, on every attempt: what counts is the calls
+    /// of the last attempt with `k` below the returned count (the caller's
+    /// scratch is overwritten by a retry). No second walk.
+    pub(crate) fn pop_into(&self, mem: &Memory, segment: u32, want: usize, w: &Window, put: impl FnMut(usize, u32)) -> usize {
+        self.pop_run_with(mem, segment, want, w, put).map_or(0, |r| r.count as usize)
     }
 
     /// Takes up to `want` (> 0) free entries of `segment` with one CAS, as
@@ -244,7 +240,13 @@ impl Freelists {
     /// only if the head (and so the list) did not change meanwhile; after
     /// it the links are the caller's (nobody writes a taken entry's word
     /// but its taker).
-    pub(crate) fn pop_run(&self, mem: &Memory, segment: u32, want: usize, _w: &Window) -> Option<Run> {
+    pub(crate) fn pop_run(&self, mem: &Memory, segment: u32, want: usize, w: &Window) -> Option<Run> {
+        self.pop_run_with(mem, segment, want, w, |_, _| {})
+    }
+
+    /// `pop_run`, calling `put` as [`Freelists::pop_into`] says.
+    #[inline(always)]
+    fn pop_run_with(&self, mem: &Memory, segment: u32, want: usize, _w: &Window, mut put: impl FnMut(usize, u32)) -> Option<Run> {
         let head = &self.heads[segment as usize];
         let base = segment << SEGMENT_SHIFT;
         // Acquire: as in `pop`.
@@ -258,6 +260,7 @@ impl Freelists {
             let mut broken = false;
             while k < limit && top != 0 {
                 bottom = top;
+                put(k, base + top - 1);
                 match unlink(mem.entry(base + top - 1).entrypoint.load(Acquire)) {
                     Some(next) => top = next,
                     None => {

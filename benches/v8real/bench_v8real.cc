@@ -287,6 +287,9 @@ extern "C" __attribute__((noinline)) void count_gets_inline(const Impl* m) {
 
 extern "C" __attribute__((noinline)) void count_module(const Impl* m) { (void)module(*m, COUNT_FUNCS, COUNT_ROUNDS); }
 
+enum { COUNT_BURST = 1 << 20 };
+extern "C" __attribute__((noinline)) void count_burst(const Impl* m) { (void)burst(*m, COUNT_BURST); }
+
 static int count_main(const char* scenario, const char* impl) {
   const Impl* m = std::strcmp(impl, "wcpt") == 0 ? &impls[0] : &impls[1];
   if (std::strcmp(scenario, "pair") == 0) {
@@ -307,12 +310,16 @@ static int count_main(const char* scenario, const char* impl) {
   } else if (std::strcmp(scenario, "module") == 0) {
     (void)module(*m, COUNT_FUNCS, 1);
     count_module(m);
+  } else if (std::strcmp(scenario, "burst") == 0) {
+    (void)burst(*m, COUNT_BURST);
+    count_burst(m);
   } else {
     std::fprintf(stderr, "unknown scenario %s\n", scenario);
     return 2;
   }
   // The ops the counted function ran, for count.sh.
-  long ops = std::strcmp(scenario, "pair") == 0  ? COUNT_PAIRS
+  long ops = std::strcmp(scenario, "pair") == 0    ? COUNT_PAIRS
+             : std::strcmp(scenario, "burst") == 0 ? COUNT_BURST
              : std::strncmp(scenario, "get", 3) == 0 ? COUNT_GETS
                                                  : long(COUNT_FUNCS) * COUNT_ROUNDS;
   std::printf("ops %ld\n", ops);

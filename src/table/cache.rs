@@ -266,10 +266,12 @@ impl Table {
         if current == 0 {
             return 0;
         }
-        let mut k = 0usize;
-        self.lists.pop_many(&self.mem, current - 1, REFILL, w, |i| {
-            c.items[k].store(i, Relaxed);
-            k += 1;
+        // The walk writes the stack's slots as it goes (a failed attempt's
+        // are overwritten): they are ours, and above `len` until the store.
+        let k = self.lists.pop_into(&self.mem, current - 1, REFILL, w, |k, i| {
+            if let Some(item) = c.items.get(k) {
+                item.store(i, Relaxed);
+            }
         });
         c.len.store(k as u32, Relaxed);
         k as u32
@@ -315,7 +317,12 @@ impl Table {
     /// onto their freelists: one chain and one CAS per segment run.
     fn give_back(&self, entries: &mut [u32], w: &Window) {
         const LOCAL: u32 = ENTRIES_PER_SEGMENT - 1;
-        entries.sort_unstable();
+        // Runs of one segment: a stack spilled by a thread that frees in
+        // the order it allocated is sorted already (and a sort of it would
+        // cost more than the rest of the spill).
+        if !entries.is_sorted_by_key(|&e| e >> SEGMENT_SHIFT) {
+            entries.sort_unstable();
+        }
         let mut i = 0;
         while i < entries.len() {
             let segment = entries[i] >> SEGMENT_SHIFT;
