@@ -25,13 +25,17 @@ echo "function pointer, wcpt through libwcpt.so (protection: ${WCPT_PROTECT:-def
 echo
 echo "| operation | wcpt | V8 15.2 | wcpt / V8 | target (wcpt) |"
 echo "|---|---|---|---|---|"
-for row in "pair|alloc+free pair, one thread|100" "burst|1M allocs then 1M frees, per pair|100" "get|get (lookup of a live handle, through a call)|14" \
+for row in "pair|alloc+free pair, one thread|100" "burst|1M allocs then 1M frees, per pair|" "get|get (lookup of a live handle, through a call)|14" \
            "get_inline|lookup inline in the caller (wcpt_lookup; V8's inline GetEntrypointWithoutSignatureCheck)|14" \
            "module|module, per function (wcpt batch calls, V8 one by one)|50"; do
   IFS='|' read -r scen name target <<<"$row"
   w=$(count "$scen" wcpt)
   v=$(count "$scen" v8)
-  verdict=$(awk -v w="$w" -v t="$target" 'BEGIN { print (w <= t) ? "met" : "MISSED" }')
   ratio=$(awk -v w="$w" -v v="$v" 'BEGIN { printf "%.2fx", w / v }')
+  if [ -z "$target" ]; then
+    echo "| $name | $w | $v | $ratio | none (a time target only) |"
+    continue
+  fi
+  verdict=$(awk -v w="$w" -v t="$target" 'BEGIN { print (w <= t) ? "met" : "MISSED" }')
   echo "| $name | $w | $v | $ratio | <= $target: $verdict |"
 done
