@@ -185,6 +185,31 @@ mod core {
         assert_eq!(t.get(h), EP);
     }
 
+    /// A free entry's check word carries its next generation, which no
+    /// handle has yet, and its entrypoint word a tagged link. A forged
+    /// handle of that generation gets 0 from `get` and `get_checked`,
+    /// whatever signature it claims (the native one, which a free check
+    /// word carries, included), and never a callable address from the
+    /// generated-code sequence.
+    #[test]
+    fn a_forged_handle_of_a_free_entry_gets_nothing() {
+        let t = table();
+        let hs: Vec<Handle> = (0..8).map(|i| t.alloc(EP + 16 * i, 5).unwrap()).collect();
+        for &h in &hs {
+            t.free(h).unwrap();
+        }
+        for &h in &hs {
+            let (index, g) = split(h.raw());
+            let forged = Handle::from_raw(join(index, g.wrapping_add(1)));
+            assert_eq!(t.get(forged), 0);
+            for sig in [0, 5, NATIVE_SIGNATURE] {
+                assert_eq!(t.get_checked(forged, sig), 0);
+                let target = t.call_target(forged, sig);
+                assert!(target == 0 || !is_user_address(target), "{target:#x}");
+            }
+        }
+    }
+
     #[test]
     fn non_canonical_entrypoints_are_refused() {
         let t = table();
