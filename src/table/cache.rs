@@ -320,7 +320,7 @@ impl Table {
         // Runs of one segment: a stack spilled by a thread that frees in
         // the order it allocated is sorted already (and a sort of it would
         // cost more than the rest of the spill).
-        if !entries.is_sorted_by_key(|&e| e >> SEGMENT_SHIFT) {
+        if !entries.windows(2).all(|p| p[0] >> SEGMENT_SHIFT <= p[1] >> SEGMENT_SHIFT) {
             entries.sort_unstable();
         }
         let mut i = 0;
