@@ -86,14 +86,16 @@ impl Table {
         // the metadata compare below refuses such a handle anyway.
         let index = handle & INDEX_MASK;
         let g = ((handle >> INDEX_BITS) as u8).wrapping_sub(self.salt);
-        // Index 1..LAST_INDEX, and a next generation that does not wrap
-        // (the general path marks the segment when one does).
-        if index.wrapping_sub(1) >= LAST_INDEX - 1 || g == u8::MAX {
+        // Index 1..LAST_INDEX.
+        if index.wrapping_sub(1) >= LAST_INDEX - 1 {
             return None;
         }
         let meta = self.meta(index);
         let m = Meta(meta.load(Acquire));
-        if m.0 & !Meta::WRAPPED != (u16::from(g) << 8) | Meta::LIVE {
+        // Live with the handle's generation, and a next generation that
+        // does not wrap (the general path marks the segment when one does):
+        // generation 255 is the top byte of the word.
+        if m.0 & !Meta::WRAPPED != (u16::from(g) << 8) | Meta::LIVE || m.0 >= 0xFF00 {
             return None;
         }
         let w = Window::unprotected();
