@@ -625,8 +625,12 @@ static inline uint64_t wcpt_check_word(wcpt_handle handle, uint64_t signature) {
  * What an indirect call through `handle` may call: the entrypoint, if the
  * entry's check word is `wcpt_check_word(handle, signature)`, else 0 (a
  * stale, freed, forged or mistyped handle, or a signature wider than 56
- * bits). Reads the entrypoint and then the check word of one entry, and no
- * other memory; never faults, whatever the handle. A call that starts after
+ * bits). The one exception: a handle forged for a free entry's next
+ * generation, with `WCPT_NATIVE_SIGNATURE`, matches the free entry's check
+ * word and gets its entrypoint word, a non-canonical link through which a
+ * call faults (`wcpt_get` and `wcpt_get_checked` answer 0 for it). Reads
+ * the entrypoint and then the check word of one entry, and no other
+ * memory; never faults, whatever the handle. A call that starts after
  * `wcpt_free(handle)` has returned never gets its code, even when the entry
  * has been reused for a function of the same signature. `table_base` is
  * `wcpt_table_base()`.
