@@ -102,9 +102,9 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    /// The entry after `index` (a taken entry of this run but the last).
+    /// The entry after `index`, a taken entry of a run but its last.
     #[inline(always)]
-    pub(crate) fn next(&self, mem: &Memory, index: u32) -> u32 {
+    pub(crate) fn next(mem: &Memory, index: u32) -> u32 {
         // Relaxed: the caller's own entry (the pop's Acquire read it first).
         let word = mem.entry(index).entrypoint.load(Relaxed);
         (index & !(ENTRIES_PER_SEGMENT - 1)) + (word & FIELD_MASK) as u32 - 1

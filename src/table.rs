@@ -34,7 +34,7 @@ mod fork;
 mod refusal;
 mod sweep;
 
-use alloc::shard_index;
+use alloc::{next_free_check, shard_index};
 use cache::Caches;
 #[cfg_attr(any(loom, not(feature = "capi")), allow(unused_imports))]
 pub(crate) use fork::TableLocks;

@@ -26,6 +26,16 @@ pub(super) fn shard_index() -> usize {
     thread_hash() >> (usize::BITS - SHARDS.trailing_zeros())
 }
 
+/// [`Table::free_check`] of the generation after `handle`'s, from the
+/// handle alone (for the free paths, which have it at hand): its salted
+/// generation plus one in the top byte (the index bits shifted into the low
+/// 56, which the native signature sets anyway; a carry out of the top byte
+/// is the wrap to 0).
+#[inline(always)]
+pub(super) fn next_free_check(handle: u32) -> u64 {
+    ((u64::from(handle) + (1 << INDEX_BITS)) << (SIGNATURE_BITS - INDEX_BITS)) | NATIVE_SIGNATURE
+}
+
 impl Table {
     /// The check word of a free entry whose next generation is `g`
     /// (unsalted): that generation with the native signature. It matches no

@@ -48,10 +48,9 @@ const _: () = assert!(RUN_FIRST_BITS + 16 <= 48 && ENTRIES_PER_SEGMENT <= 0xFFFF
 fn walk_runs(t: &Table, latest: Run, mut f: impl FnMut(u32)) {
     let (mut first, mut count) = (latest.first, latest.count);
     loop {
-        let run = Run { first, last: 0, count };
         let mut index = first;
         for _ in 1..count {
-            let next = run.next(&t.mem, index);
+            let next = Run::next(&t.mem, index);
             f(index);
             index = next;
         }
@@ -293,7 +292,7 @@ impl Table {
             // for a run's first entry (linked by `push_chain`), the free tag,
             // so that no forged handle finds the old entrypoint meanwhile.
             let entry = self.entry(index);
-            let check = ((u64::from(raw) + (1 << INDEX_BITS)) << (SIGNATURE_BITS - INDEX_BITS)) | NATIVE_SIGNATURE;
+            let check = next_free_check(raw);
             debug_assert_eq!(check, self.free_check(index, freed.generation()));
             entry.check.store(check, Release);
             let segment = index >> SEGMENT_SHIFT;

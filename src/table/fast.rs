@@ -111,10 +111,7 @@ impl Table {
         }
         // `retire`'s two stores (the next generation is not 0: no wrap).
         let entry = self.entry(index);
-        // `free_check` of the next generation, from the handle: its salted
-        // generation plus one in the top byte (index bits shifted into the
-        // low 56, which the native signature sets anyway).
-        let check = ((u64::from(handle) + (1 << INDEX_BITS)) << (SIGNATURE_BITS - INDEX_BITS)) | NATIVE_SIGNATURE;
+        let check = next_free_check(handle);
         debug_assert_eq!(check, self.free_check(index, g.wrapping_add(1)));
         entry.check.store(check, Release);
         entry.entrypoint.store(FREE_TAG, Release);
